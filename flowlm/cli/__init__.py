@@ -1,0 +1,1 @@
+"""The ``flowlm`` command line: one module per subcommand, each exposing ``register(subparsers)``."""
