@@ -1,0 +1,120 @@
+r"""Multi-head self-attention with RoPE and an attention-logit soft-cap.
+
+For queries/keys/values of head width :math:`d_h`,
+
+.. math::
+    s = \frac{q k^\top}{\sqrt{d_h}},\qquad \tilde s = c\,\tanh(s/c),\qquad
+    \text{attn} = \text{softmax}(\tilde s)\,v
+
+(bidirectional: no causal mask). Three interchangeable kernels compute it:
+
+``"math"``
+    the formula above, written with plain tensor ops. Exact cap; works under every
+    ``torch.func`` transform, in particular forward-mode AD (``torch.func.jvp``) which the
+    Lagrangian/Eulerian distillers need. Materializes the ``[B, H, L, L]`` score tensor.
+``"sdpa"``
+    ``torch.nn.functional.scaled_dot_product_attention`` (fused flash / memory-efficient
+    kernels). These kernels have no hook for a score transform, so they **cannot apply the
+    soft-cap**: the module refuses ``"sdpa"`` when a cap is set rather than silently computing
+    another function. Use it with ``attn_softcap=None``.
+``"flex"``
+    ``torch.nn.attention.flex_attention`` with the cap as a ``score_mod``: exact, and fused when
+    the model runs under ``torch.compile`` (eager calls fall back to an unfused reference).
+``"auto"``
+    ``"math"`` whenever a cap is set or a ``torch.func`` / forward-AD transform is active,
+    otherwise ``"sdpa"``. With the default cap 50 this is the exact math path (which
+    ``torch.compile`` fuses well at language-model lengths); choose ``"flex"`` on CUDA for long
+    sequences.
+
+The three paths agree to float tolerance wherever they are defined (``tests/test_nets.py``).
+"""
+
+from __future__ import annotations
+
+import typing
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowlm.nets.rope import apply_rotary
+
+__all__ = ["SelfAttention", "attention", "ATTENTION_KINDS"]
+
+ATTENTION_KINDS = ("auto", "sdpa", "math", "flex")
+
+
+def _forward_ad_active(x: Tensor) -> bool:
+    """True inside torch.func transforms (jvp, vmap, grad) or when ``x`` is a forward-AD dual tensor."""
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return True
+    return torch.autograd.forward_ad.unpack_dual(x).tangent is not None
+
+
+@typing.no_type_check
+def _math_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tensor:
+    scale = q.shape[-1] ** -0.5
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale  # [B, H, L, L]
+    if cap:
+        s = cap * torch.tanh(s / cap)
+    p = torch.softmax(s.float(), dim=-1).to(v.dtype)
+    return torch.matmul(p, v)  # [B, H, L, Dh]
+
+
+@typing.no_type_check
+def _flex_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if cap:
+        def score_mod(score, b, h, q_idx, kv_idx):  # noqa: ARG001 - flex signature
+            return cap * torch.tanh(score / cap)
+    else:
+        score_mod = None
+    return flex_attention(q, k, v, score_mod=score_mod)
+
+
+@typing.no_type_check
+def attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, kind: str = "auto") -> Tensor:
+    """Soft-capped attention ``softmax(c·tanh(qkᵀ/(√d_h c)))·v`` on ``[B, H, L, Dh]`` tensors."""
+    if kind == "auto":
+        kind = "math" if cap or _forward_ad_active(q) else "sdpa"
+    if kind == "math":
+        return _math_attention(q, k, v, cap)
+    if kind == "sdpa":
+        if cap:
+            raise ValueError(
+                "attention='sdpa' cannot apply the attention soft-cap (fused SDPA kernels have no score hook); "
+                "use attention='math' or 'flex', or set attn_softcap=None"
+            )
+        return F.scaled_dot_product_attention(q, k, v)
+    if kind == "flex":
+        return _flex_attention(q, k, v, cap)
+    raise ValueError(f"unknown attention kind {kind!r}; choose one of {ATTENTION_KINDS}")
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention: qkv projection, RoPE, soft-capped attention, output projection."""
+
+    def __init__(self, width: int, heads: int, cap: float | None = 50.0, kind: str = "auto") -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads {heads}")
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}; choose one of {ATTENTION_KINDS}")
+        if kind == "sdpa" and cap:
+            raise ValueError(
+                "attention='sdpa' cannot apply the attention soft-cap (fused SDPA kernels have no score hook); "
+                "use attention='math' or 'flex', or set attn_softcap=None"
+            )
+        self.heads, self.cap, self.kind = heads, cap, kind
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    @typing.no_type_check
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        B, L, W = x.shape
+        qkv = self.qkv(x).view(B, L, 3, self.heads, W // self.heads)  # [B, L, 3, H, Dh]
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        o = attention(q, k, v, self.cap, self.kind)  # [B, H, L, Dh]
+        return self.proj(o.transpose(1, 2).reshape(B, L, W))  # [B, L, W]

@@ -1,0 +1,101 @@
+r"""Network wrappers that satisfy the math-layer protocols.
+
+These are the **only** place where interpolation time ``t`` becomes model time ``τ``:
+
+* :class:`NetDenoiser` — ``den(x, t) -> logits`` with ``τ = schedule.tau_of_t(t)``,
+  ``logits = net(h, τ)`` (a :class:`flowlm.denoisers.Denoiser`);
+* :class:`NetTwoTimeDenoiser` — ``delta(x, s, t) -> logits`` with ``τ_s, τ_t`` from ``s, t``,
+  ``logits = net(h, τ_s, τ_t)`` (a two-time denoiser δ̂_{s,t}).
+
+``x`` is a state of ``space``: the projected state ``h = x @ E`` (``[B, L, d]``) for a
+:class:`~flowlm.nets.ProjectedSpace`, or the V-wide state (``[B, L, V]``, projected here) for a
+:class:`~flowlm.states.OneHotSpace`. So an exact oracle and a trained network are
+interchangeable wherever a denoiser is expected.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from flowlm._checks import check_batch_times, check_finite
+from flowlm.interpolants.schedule import TimeSchedule
+from flowlm.nets.projection import ProjectedSpace
+from flowlm.states import OneHotSpace, StateSpace
+
+__all__ = ["NetDenoiser", "NetTwoTimeDenoiser"]
+
+
+class _NetWrapper:
+    def __init__(self, net: nn.Module, schedule: TimeSchedule, space: StateSpace | None = None) -> None:
+        self.net = net
+        self.schedule = schedule
+        self.space = space if space is not None else ProjectedSpace(net)
+        self.vocab_size = int(net.E.shape[0])
+
+    @property
+    def projected(self) -> bool:
+        return isinstance(self.space, ProjectedSpace)
+
+    def project(self, x: Tensor) -> Tensor:
+        """The network input h: ``x`` itself on the projected space, ``x @ E`` on the V-wide space."""
+        V, d = self.net.E.shape
+        if x.ndim != 3:
+            raise ValueError(f"state must be [batch, length, width], got shape {tuple(x.shape)}")
+        if self.projected:
+            if x.shape[-1] != d:
+                raise ValueError(
+                    f"this denoiser runs on the projected space: expected states [B, L, {d}] (h = x @ E), got "
+                    f"{tuple(x.shape)}; pass space=OneHotSpace(V) to feed V-wide states"
+                )
+            return x
+        if x.shape[-1] != V:
+            raise ValueError(f"expected V-wide states [B, L, {V}], got {tuple(x.shape)}")
+        return x.to(self.net.E.dtype) @ self.net.E  # [B, L, d]
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.net.parameters()
+
+    def train(self, mode: bool = True) -> "_NetWrapper":
+        self.net.train(mode)
+        return self
+
+    def eval(self) -> "_NetWrapper":
+        return self.train(False)
+
+
+class NetDenoiser(_NetWrapper):
+    """``den(x, t) = net(h(x), τ(t))``: a :class:`~flowlm.denoisers.Denoiser` backed by a network."""
+
+    def __call__(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+        check_batch_times("t", t, x.shape[0])
+        check_finite("x", x)
+        return self.net(self.project(x), self.schedule.tau_of_t(t))
+
+    def logits_tau(self, x: Float[Tensor, "B L D"], tau: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+        """Logits at model time τ directly (training draws τ and needs no t → τ round trip)."""
+        return self.net(self.project(x), tau)
+
+    def __repr__(self) -> str:
+        return f"NetDenoiser({type(self.net).__name__}, schedule={self.schedule!r}, space={self.space!r})"
+
+
+class NetTwoTimeDenoiser(_NetWrapper):
+    """``δ̂(x, s, t) = net(h(x), τ(s), τ(t))``: logits of the two-time denoiser δ̂_{s,t}(x)."""
+
+    def __call__(
+        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+    ) -> Float[Tensor, "B L V"]:
+        check_batch_times("s", s, x.shape[0])
+        check_batch_times("t", t, x.shape[0])
+        return self.net(self.project(x), self.schedule.tau_of_t(s), self.schedule.tau_of_t(t))
+
+    def logits_tau(
+        self, x: Float[Tensor, "B L D"], tau_s: Float[Tensor, " B"], tau_t: Float[Tensor, " B"]
+    ) -> Float[Tensor, "B L V"]:
+        return self.net(self.project(x), tau_s, tau_t)
+
+    def __repr__(self) -> str:
+        return f"NetTwoTimeDenoiser({type(self.net).__name__}, schedule={self.schedule!r}, space={self.space!r})"
