@@ -1,0 +1,6 @@
+"""Models: :class:`FLM` (flow language model) and :class:`FMLM` (its distilled flow map)."""
+
+from flowlm.models.flm import FLM
+from flowlm.models.fmlm import FMLM
+
+__all__ = ["FLM", "FMLM"]

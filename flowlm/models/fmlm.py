@@ -1,0 +1,97 @@
+r"""FMLM: a flow-map language model, a two-time denoiser δ̂(x, s, t) distilled from an FLM.
+
+The flow map is :math:`X_{s,t}(x) = (\alpha_t/\alpha_s)\,x + \alpha_t(\rho_t-\rho_s)\,\hat\delta_{s,t}(x)`
+(DESIGN §1). :meth:`FMLM.from_teacher` copies the teacher's network, adds a second time embedder
+for :math:`\tau_t` and zeroes its last layer, so at step 0 :math:`\hat\delta(x,s,t) = \hat D(x,s)`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from flowlm.interpolants import DecodingErrorSchedule, Interpolant, Linear, TimeSchedule
+from flowlm.nets import DiT, DiTConfig, NetTwoTimeDenoiser, ProjectedSpace
+from flowlm.states import OneHotSpace
+
+__all__ = ["FMLM"]
+
+
+class FMLM(nn.Module):
+    """A few-step generator. Attributes: ``net`` (two-time DiT), ``space``, ``interpolant``,
+    ``schedule``, ``delta`` (``delta(x, s, t) -> logits``), ``vocab_size``, ``config``."""
+
+    def __init__(
+        self,
+        config: DiTConfig,
+        interpolant: Interpolant | None = None,
+        schedule: TimeSchedule | None = None,
+        projected: bool = True,
+    ) -> None:
+        super().__init__()
+        if not config.two_time:
+            config = config.replace(two_time=True)
+        self.config = config
+        self.net = DiT(config)
+        self.interpolant = interpolant if interpolant is not None else Linear()
+        self.schedule = schedule if schedule is not None else DecodingErrorSchedule(config.vocab_size, self.interpolant)
+        self.projected = bool(projected)
+        self.space = ProjectedSpace(self.net) if projected else OneHotSpace(config.vocab_size)
+        self.delta = NetTwoTimeDenoiser(self.net, self.schedule, self.space)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @classmethod
+    def from_teacher(cls, flm: nn.Module) -> "FMLM":
+        """Student initialized from a trained FLM: teacher weights + a zeroed second time embedder.
+
+        The second embedder's last layer is zero, so emb₂(τ_t) = 0 and δ̂(x, s, t) = D̂(x, s) exactly.
+        """
+        student = cls(flm.config.replace(two_time=True), flm.interpolant, flm.schedule, projected=flm.projected)
+        teacher_state = copy.deepcopy(flm.net.state_dict())
+        missing, unexpected = student.net.load_state_dict(teacher_state, strict=False)
+        if unexpected or any(not k.startswith("time_embed_t.") for k in missing):
+            raise RuntimeError(f"teacher/student mismatch: missing {missing}, unexpected {unexpected}")
+        # the second embedder starts as a copy of the first (a sensible feature map) with a zero output layer
+        student.net.time_embed_t.load_state_dict(copy.deepcopy(flm.net.time_embed.state_dict()))
+        nn.init.zeros_(student.net.time_embed_t.last.weight)
+        nn.init.zeros_(student.net.time_embed_t.last.bias)
+        return student.to(flm.net.E.device)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """δ̂ logits at interpolation times (s, t)."""
+        return self.delta(x, s, t)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        batch: int,
+        length: int,
+        n_steps: int = 1,
+        gamma: float = 0.0,
+        generator: torch.Generator | None = None,
+        sampler: Any = None,
+    ):
+        """``n_steps``-step generation with :class:`flowlm.flowmaps.FlowMapSampler` (γ: re-noising)."""
+        if length > self.config.max_length:
+            raise ValueError(f"length {length} exceeds the model's max_length {self.config.max_length}")
+        if sampler is None:
+            from flowlm.flowmaps import FlowMapSampler
+
+            sampler = FlowMapSampler(n_steps, gamma)
+        dev = self.net.E.device
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            x0 = self.space.noise(batch, length, device=dev, dtype=self.net.E.dtype, generator=generator)
+            return sampler(self.delta, self.interpolant, self.schedule, x0, space=self.space)
+        finally:
+            self.net.train(was_training)
+
+    def extra_repr(self) -> str:
+        return f"interpolant={self.interpolant!r}, schedule={self.schedule!r}, projected={self.projected}"
