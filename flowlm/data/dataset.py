@@ -1,0 +1,138 @@
+"""A packed token dataset that serves batches deterministic in ``(seed, step)``.
+
+:class:`PackedDataset` is the ``BatchSource`` the training loop consumes: ``get(step, rank,
+world_size)`` returns the rank's slice of the global batch of step ``step``. The global batch of
+step ``s`` holds samples ``s·B … s·B + B − 1`` of an infinite stream that visits the blocks in a
+fresh seeded permutation each epoch, so
+
+* the same ``(seed, step)`` gives the same batch in any process, at any time (exact resume: no
+  iterator state to save);
+* ranks partition the global batch (rank ``r`` of ``W`` gets rows ``r·B/W … (r+1)·B/W − 1``), so
+  a DDP run sees the same data as a single-process run with the same global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from flowlm.data.corpus import load_documents
+from flowlm.data.packing import PackingError, pack_documents, split_blocks, split_documents
+from flowlm.data.tokenizers import Tokenizer
+
+__all__ = ["PackedDataset", "DataSplits", "build_datasets"]
+
+
+class PackedDataset:
+    """Blocks ``[N, L]`` served as global batches of ``batch_size``, reshuffled every epoch."""
+
+    def __init__(self, blocks: Int[Tensor, "N L"], batch_size: int, seed: int = 0) -> None:
+        if blocks.ndim != 2 or blocks.shape[0] < 1:
+            raise PackingError(f"need a non-empty [N, L] block tensor, got shape {tuple(blocks.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.blocks = blocks.long().contiguous()
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._perm_epoch = -1
+        self._perm: Tensor | None = None
+
+    @property
+    def num_blocks(self) -> int:
+        return self.blocks.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.blocks.shape[1]
+
+    def __len__(self) -> int:
+        return self.num_blocks
+
+    def _permutation(self, epoch: int) -> Tensor:
+        if epoch != self._perm_epoch:
+            # one independent stream per (seed, epoch)
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.num_blocks, generator=g), epoch
+        assert self._perm is not None
+        return self._perm
+
+    def indices(self, step: int) -> Int[Tensor, " B"]:
+        """Block indices of the global batch of ``step``."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        n, out = self.num_blocks, []
+        for i in range(step * self.batch_size, (step + 1) * self.batch_size):
+            epoch, pos = divmod(i, n)
+            out.append(int(self._permutation(epoch)[pos]))
+        return torch.tensor(out, dtype=torch.long)
+
+    def get(self, step: int, rank: int = 0, world_size: int = 1) -> Int[Tensor, "Bl L"]:
+        """Rows ``rank·B/W … (rank+1)·B/W − 1`` of the global batch of ``step`` (a CPU LongTensor)."""
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"global batch {self.batch_size} does not split evenly over {world_size} ranks; "
+                f"use a batch size divisible by {world_size}"
+            )
+        local = self.batch_size // world_size
+        idx = self.indices(step)[rank * local : (rank + 1) * local]  # [B_local]
+        return self.blocks[idx]  # [B_local, L]
+
+    def iter_blocks(self, batch_size: int) -> Iterator[Int[Tensor, "b L"]]:
+        """All blocks once, in order, in batches of ``batch_size`` (for evaluation)."""
+        for i in range(0, self.num_blocks, batch_size):
+            yield self.blocks[i : i + batch_size]
+
+    def __repr__(self) -> str:
+        return f"PackedDataset(blocks={self.num_blocks}, seq_len={self.seq_len}, batch_size={self.batch_size}, seed={self.seed})"
+
+
+@dataclass
+class DataSplits:
+    train: PackedDataset
+    val: PackedDataset | None
+
+
+def build_datasets(
+    tokenizer: Tokenizer,
+    seq_len: int,
+    batch_size: int,
+    *,
+    path: str | os.PathLike | None = None,
+    docs: list[str] | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.05,
+    split_by: str = "block",
+) -> DataSplits:
+    """Load the corpus (``path``; ``None`` = embedded) or take ``docs``, pack it, split it.
+
+    ``split_by="block"`` (default) or ``"document"``; see :mod:`flowlm.data.packing`.
+    """
+    if docs is None:
+        docs = load_documents(path)
+    if split_by == "block":
+        blocks = pack_documents(docs, tokenizer, seq_len)
+        if blocks.shape[0] == 0:
+            raise PackingError(
+                f"the corpus is shorter than one sequence of {seq_len} tokens; give more text or "
+                f"a shorter sequence (--set seq_len=...)"
+            )
+        train, val = split_blocks(blocks, val_fraction, seed)
+    elif split_by == "document":
+        tr, va = split_documents(len(docs), val_fraction, seed)
+        train = pack_documents([docs[i] for i in tr], tokenizer, seq_len)
+        val = pack_documents([docs[i] for i in va], tokenizer, seq_len)
+        if train.shape[0] == 0:
+            raise PackingError(f"the training documents are shorter than one sequence of {seq_len} tokens")
+    else:
+        raise ValueError(f"split_by must be 'block' or 'document', got {split_by!r}")
+    return DataSplits(
+        train=PackedDataset(train, batch_size, seed),
+        val=PackedDataset(val, batch_size, seed + 1) if val.shape[0] else None,
+    )
