@@ -1,0 +1,35 @@
+"""Training: config, loop, objectives, checkpoints, EMA, batch sources, data parallelism."""
+
+from flowlm.training.batches import BatchSource, TensorBatchSource
+from flowlm.training.checkpoint import (
+    Checkpoint,
+    CheckpointMismatchError,
+    config_differences,
+    load_checkpoint,
+    save_checkpoint,
+)
+from flowlm.training.config import TrainConfig
+from flowlm.training.distributed import DistContext, init_distributed
+from flowlm.training.ema import EMA
+from flowlm.training.loop import NonFiniteLossError, TrainResult, train
+from flowlm.training.objectives import DistillationObjective, FLMObjective, Objective
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "TrainResult",
+    "NonFiniteLossError",
+    "BatchSource",
+    "TensorBatchSource",
+    "Objective",
+    "FLMObjective",
+    "DistillationObjective",
+    "EMA",
+    "Checkpoint",
+    "CheckpointMismatchError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "config_differences",
+    "DistContext",
+    "init_distributed",
+]
