@@ -1,15 +1,53 @@
-"""`flowlm distill` (not implemented yet)."""
+"""``flowlm distill``: distill a trained FLM into a one/few-step flow-map model (FMLM)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, user_errors
+from flowlm.presets import DISTILL_METHODS
+
+EXAMPLES = """\
+examples:
+  flowlm distill --teacher runs/shakespeare-char-flm                     # semigroup (the default)
+  flowlm distill --teacher runs/tiny-flm --method lagrangian --steps 200
+  flowlm distill --teacher runs/owt-flm/checkpoint.safetensors --method eulerian --data /data/owt
+  flowlm distill --teacher runs/tiny-flm --set distill_lr=1e-4 --out-dir runs/tiny-sg
+
+The student starts from the teacher's EMA weights; the model settings come from the teacher's
+run (config.json); --set changes the distillation fields (distill_steps, distill_lr, ...).
+The corpus is the teacher's unless --data is given. Output: --out-dir (default
+<teacher run>-<method>) with the same files as `flowlm train`.
+"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("distill", help="(not implemented yet)")
-    p.add_argument("--data", default=None, help="a text file or a folder of .txt files (default: the embedded corpus)")
+    p = subparsers.add_parser(
+        "distill", help="distill an FLM into a one/few-step flow-map model (FMLM)",
+        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+    )
+    p.add_argument("--teacher", required=True, metavar="CKPT", help="the FLM: a run directory or checkpoint file")
+    p.add_argument("--method", choices=DISTILL_METHODS, default=None,
+                   help="flow-map characterization to distill with (default: the run config's, semigroup)")
+    add_run_args(p, preset=False)
+    p.add_argument("--steps", type=int, default=None, help="distillation steps (default: the config's distill_steps)")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch size (default: distill_batch_size)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: distill_lr)")
     p.set_defaults(func=run)
 
 
+@user_errors("distill")
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("flowlm distill: not implemented yet")
+    from flowlm.pipeline import distill_fmlm, find_checkpoint, load_run_config
+
+    teacher = find_checkpoint(args.teacher)
+    cfg = config_from_args(args, base=load_run_config(teacher.parent), distill_steps=args.steps,
+                           distill_batch_size=args.batch_size, distill_lr=args.lr, distill_method=args.method)
+    method = cfg.distill_method
+    out_dir = args.out_dir or str(Path(teacher.parent).with_name(f"{teacher.parent.name}-{method}"))
+    ckpt = distill_fmlm(cfg, teacher, method=method, out_dir=out_dir, resume=args.resume, data=args.data)
+    print(f"checkpoint: {ckpt}")
+    print(f"next: flowlm sample --checkpoint {ckpt.parent} --steps 1", file=sys.stderr)
+    return 0

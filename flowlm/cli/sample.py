@@ -1,15 +1,81 @@
-"""`flowlm sample` (not implemented yet)."""
+"""``flowlm sample``: generate text from an FLM or a distilled FMLM checkpoint."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from flowlm.cli.common import HelpFormatter, add_data_arg, user_errors
+
+EXAMPLES = """\
+examples:
+  flowlm sample --checkpoint runs/shakespeare-char-flm --steps 64 --n 4
+  flowlm sample --checkpoint runs/shakespeare-char-flm-semigroup --steps 1     # one-step FMLM
+  flowlm sample --checkpoint runs/tiny-flm/checkpoint.safetensors --out samples.txt
+  flowlm sample --steps 4 --gamma 0.3 --seed 7      # latest run under ./runs, re-noising FMLM steps
+
+Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
+"""
+
+SEPARATOR = "\n\n----------\n\n"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sample", help="(not implemented yet)")
-    p.add_argument("--data", default=None, help="a text file or a folder of .txt files (default: the embedded corpus)")
+    p = subparsers.add_parser(
+        "sample", help="generate text from an FLM or FMLM checkpoint",
+        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+    )
+    p.add_argument("--checkpoint", metavar="CKPT", default=None,
+                   help="run directory or checkpoint file (default: the most recent run under ./runs)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps = NFE (default: the run's sample_steps for an FLM, distill_sample_steps for an FMLM)")
+    p.add_argument("--n", type=int, default=None, help="number of samples (default: the run's n_samples)")
+    p.add_argument("--length", type=int, default=None, help="tokens per sample (default and maximum: the run's seq_len)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1]")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
+    add_data_arg(p)
     p.set_defaults(func=run)
 
 
+def _latest_run() -> Path:
+    from flowlm.pipeline import CHECKPOINT_NAME, RunError
+
+    runs = sorted(Path("runs").glob(f"*/{CHECKPOINT_NAME}"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise RunError("no checkpoint found under ./runs; train one with `flowlm train` or pass --checkpoint")
+    return runs[-1]
+
+
+@user_errors("sample")
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("flowlm sample: not implemented yet")
+    from flowlm.pipeline import RunError, generate, load_model
+    from flowlm.presets import resolve_device
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise RunError(f"{out} already exists; choose another --out (it was left untouched)")
+    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
+        raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
+    ckpt = args.checkpoint or _latest_run()
+    model, tok, cfg = load_model(ckpt, device=resolve_device(args.device))
+    flow_map = type(model).__name__ == "FMLM"
+    steps = args.steps or (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
+    length = args.length or cfg.seq_len
+    if length > cfg.seq_len:
+        raise RunError(f"--length {length} exceeds the model's sequence length {cfg.seq_len}")
+    gamma = cfg.gamma if args.gamma is None else args.gamma
+    samples = generate(model, tok, args.n or cfg.n_samples, steps, args.seed, length=length, gamma=gamma)
+    text = SEPARATOR.join(samples) + "\n"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "x", encoding="utf-8") as f:  # "x": fail rather than overwrite
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    kind = "FMLM" if flow_map else "FLM"
+    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps, "
+          f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,88 @@
+"""Shared argparse pieces of ``flowlm train | distill | sample``: run options and error handling."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["add_data_arg", "add_run_args", "config_from_args", "user_errors", "HelpFormatter"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the examples' line breaks and show defaults."""
+
+
+def add_data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="a UTF-8 text file or a folder of .txt files (default: the embedded Shakespeare plays)")
+
+
+def add_run_args(p: argparse.ArgumentParser, *, preset: bool = True, out_dir: str | None = None) -> None:
+    """``--preset --set --out-dir --resume/--no-resume --device --compile --seed`` (+ ``--data``)."""
+    from flowlm.presets import PRESETS
+
+    if preset:
+        p.add_argument("--preset", default="shakespeare-char", choices=list(PRESETS),
+                       help="named run configuration (see flowlm.presets)")
+    p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
+                   help="override any RunConfig field, e.g. --set steps=500 --set width=256 (repeatable)")
+    p.add_argument("--out-dir", default=out_dir, metavar="DIR",
+                   help="run directory: config.json, tokenizer.json, checkpoints, metrics.jsonl, samples")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the run directory's last checkpoint; --no-resume refuses to touch an "
+                        "existing run (pick a fresh --out-dir)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the preset's)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the network (default: the preset's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    add_data_arg(p)
+
+
+def config_from_args(args: argparse.Namespace, base: Any = None, **flag_fields: Any) -> Any:
+    """``base`` (or ``--preset``) + ``--set`` + the common flags (flags win over ``--set``)."""
+    from flowlm.presets import apply_overrides, preset
+
+    cfg = base if base is not None else preset(args.preset)
+    cfg = apply_overrides(cfg, args.overrides)
+    changes = {"device": getattr(args, "device", None), "compile": getattr(args, "compile", None),
+               "seed": getattr(args, "seed", None), **flag_fields}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return cfg.replace(**changes) if changes else cfg
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from flowlm.data import CorpusError, PackingError, TokenizerError
+    from flowlm.pipeline import RunError
+    from flowlm.presets import ConfigError
+
+    types: list[type[BaseException]] = [CorpusError, PackingError, TokenizerError, ConfigError, RunError,
+                                        FileNotFoundError, IsADirectoryError, PermissionError]
+    try:
+        from flowlm.training import CheckpointMismatchError
+
+        types.append(CheckpointMismatchError)
+    except ImportError:  # pragma: no cover - training is part of the package
+        pass
+    return tuple(types)
+
+
+def user_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Turn bad-input exceptions into ``flowlm COMMAND: error: <one line>`` on stderr and exit code 2."""
+
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        @functools.wraps(fn)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return fn(args)
+            except _user_error_types() as e:
+                msg = " ".join(str(e).split()) if not isinstance(e, FileNotFoundError) or not e.filename \
+                    else f"{e.strerror}: {e.filename}"
+                print(f"flowlm {command}: error: {msg}", file=sys.stderr)
+                return 2
+
+        return run
+
+    return wrap

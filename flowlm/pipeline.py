@@ -1,0 +1,420 @@
+"""The run pipeline: train an FLM, distill it into an FMLM, load a checkpoint, generate text.
+
+These are the programmatic steps behind ``flowlm train | distill | sample`` (and the quickstart):
+
+* :func:`train_flm` ``(cfg, data, out_dir, resume) -> checkpoint path``
+* :func:`distill_fmlm` ``(cfg, teacher_ckpt, method, out_dir, resume) -> checkpoint path``
+* :func:`load_model` ``(ckpt) -> (model, tokenizer, cfg)``
+* :func:`generate` ``(model, tokenizer, n_samples, steps, seed) -> Samples`` (a list of strings
+  carrying ``nfe``, ``seconds`` and ``tokens``)
+
+A run directory holds::
+
+    config.json              the RunConfig (the last one used, e.g. with more steps on resume)
+    tokenizer.json           the tokenizer spec (flowlm.data.tokenizers.tokenizer_from_spec)
+    run.json                 what was trained: kind (flm | fmlm), data fingerprint, teacher, method
+    checkpoint.safetensors   model + EMA + optimizer + RNG (flowlm.training), written atomically
+    metrics.jsonl            one JSON record per log step, plus a final validation record
+    samples.txt              samples drawn from the EMA weights at the end of the run
+
+The checkpoint itself also stores the DiT config, the tokenizer spec and the run kind, so a
+checkpoint copied next to another run's files is refused (:class:`~flowlm.training.CheckpointMismatchError`)
+instead of decoding garbage. Nothing here deletes or overwrites a file it did not write for the
+same run: ``resume=False`` on an existing run directory is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from flowlm.data import build_datasets, build_tokenizer, load_documents, tokenizer_from_spec
+from flowlm.data.corpus import corpus_fingerprint
+from flowlm.data.tokenizers import Tokenizer
+from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig, resolve_device
+
+__all__ = [
+    "RunError",
+    "Samples",
+    "train_flm",
+    "distill_fmlm",
+    "load_model",
+    "generate",
+    "find_checkpoint",
+    "load_run_config",
+    "CHECKPOINT_NAME",
+]
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+class RunError(ValueError):
+    """A run that cannot start or load (existing run with --no-resume, mismatched config, ...)."""
+
+
+# --------------------------------------------------------------------------------- run files
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunError(f"{path} is not valid JSON ({e}); was it edited by hand?") from None
+
+
+def _model_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    return [f"{k}: run has {getattr(old, k)!r}, requested {getattr(new, k)!r}"
+            for k in MODEL_FIELDS if getattr(old, k) != getattr(new, k)]
+
+
+def _existing_run(out: Path, kind: str, cfg: RunConfig, resume: bool) -> dict[str, Any] | None:
+    """The run.json of ``out`` if it holds a run we may continue; ``None`` for a fresh directory."""
+    if not (out / "run.json").exists() and not (out / CHECKPOINT_NAME).exists():
+        return None
+    if not resume:
+        raise RunError(f"{out} already holds a run; continue it with --resume or pick a new --out-dir "
+                       "(nothing was changed)")
+    if not (out / "run.json").exists():
+        raise RunError(f"{out} has a checkpoint but no run.json; it was not written by flowlm's pipeline")
+    run = _read_json(out / "run.json")
+    if run.get("kind") != kind:
+        raise RunError(f"{out} holds an {run.get('kind')} run, not an {kind} run; pick another --out-dir")
+    diffs = _model_differences(RunConfig.from_dict(_read_json(out / "config.json")), cfg)
+    if diffs:
+        raise RunError(f"cannot resume {out}: the model would change ({'; '.join(diffs)}); "
+                       "use the run's settings or a new --out-dir")
+    return run
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory holding ``checkpoint.safetensors``."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.is_file():
+        raise RunError(f"no checkpoint at {p}; train one with `flowlm train` (or pass the run directory)")
+    return p
+
+
+def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The :class:`RunConfig` saved in ``run_dir/config.json``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no config.json; is it a flowlm run directory?")
+    return RunConfig.from_dict(_read_json(path))
+
+
+def _tokenizer_entry(tok: Tokenizer) -> dict[str, Any]:
+    return tok.spec()
+
+
+# --------------------------------------------------------------------------------- building
+def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokenizer | None, batch_size: int):
+    docs = load_documents(data)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(cfg.tokenizer, "\n\n".join(docs) if cfg.tokenizer in ("char", "bpe") else None,
+                                    vocab_size=cfg.vocab_size or None)
+    splits = build_datasets(tokenizer, cfg.seq_len, batch_size, docs=docs, seed=cfg.seed,
+                            val_fraction=cfg.val_fraction, split_by=cfg.split_by)
+    fingerprint = corpus_fingerprint(data)
+    return tokenizer, splits, fingerprint
+
+
+def _train_config(cfg: RunConfig, out: Path, *, distill: bool):
+    from flowlm.training import TrainConfig
+
+    if distill:
+        return TrainConfig(
+            steps=cfg.distill_steps, batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
+            warmup_steps=cfg.distill_warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None,
+            ema_decay=cfg.distill_ema_decay, grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed,
+            device=str(resolve_device(cfg.device)), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+            out_dir=str(out),
+        )
+    return TrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None, ema_decay=cfg.ema_decay,
+        grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed, device=str(resolve_device(cfg.device)),
+        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, out_dir=str(out),
+    )
+
+
+@torch.no_grad()
+def _validation_loss(model: nn.Module, objective: Any, val, seed: int, max_batches: int = 8) -> float | None:
+    """Mean objective over (at most ``max_batches``) validation batches, seeded, in eval mode."""
+    if val is None:
+        return None
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        torch.manual_seed(seed)
+        losses = []
+        for i, block in enumerate(val.iter_blocks(val.batch_size)):
+            if i >= max_batches:
+                break
+            with torch.enable_grad():  # JVP-based objectives need autograd even here
+                loss, _ = objective(model, block.to(dev))
+            losses.append(float(loss.detach()))
+        return sum(losses) / len(losses) if losses else None
+    finally:
+        model.train(was)
+
+
+def _finish(model: nn.Module, result: Any, objective: Any, splits: Any, tok: Tokenizer, cfg: RunConfig,
+            out: Path, *, flow_map: bool) -> None:
+    """Swap in the EMA weights, log the validation loss, write samples.txt."""
+    if result.ema is not None:
+        result.ema.copy_to(model)
+    record: dict[str, Any] = {"step": result.step, "split": "val", "ema": True}
+    val = _validation_loss(model, objective, splits.val, cfg.seed)
+    if val is not None:
+        record["val_loss"] = val
+        if not flow_map:
+            record["val_ppl_bound"] = math.exp(min(val, 50.0))
+    steps = cfg.distill_sample_steps if flow_map else cfg.sample_steps
+    samples = generate(model, tok, cfg.n_samples, steps, cfg.seed, gamma=cfg.gamma)
+    record.update(sample_nfe=samples.nfe, sample_seconds=samples.seconds)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    (out / "samples.txt").write_text(_format_samples(samples, steps), encoding="utf-8")
+
+
+def _format_samples(samples: "Samples", steps: int) -> str:
+    head = f"# {len(samples)} samples, {steps} steps, NFE {samples.nfe}, {samples.seconds:.2f} s\n"
+    return head + "".join(f"\n=== sample {i} ===\n{s}\n" for i, s in enumerate(samples))
+
+
+# --------------------------------------------------------------------------------- train / distill
+def train_flm(
+    cfg: RunConfig,
+    data: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "runs/flm",
+    resume: bool = True,
+) -> Path:
+    """Train an FLM on ``data`` (``None`` = the embedded plays) into ``out_dir``; returns the checkpoint.
+
+    A fresh run builds the tokenizer from the corpus; a resumed run (``resume=True`` and a run in
+    ``out_dir``) reuses the saved tokenizer and must see the same corpus and model settings.
+    """
+    from flowlm.models import FLM
+    from flowlm.training import FLMObjective, train
+
+    out = Path(out_dir).expanduser()
+    run = _existing_run(out, "flm", cfg, resume)
+    tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
+    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.batch_size)
+    if run and run.get("data_fingerprint") != fingerprint:
+        raise RunError(f"cannot resume {out}: it was trained on other data ({run.get('data')}); "
+                       "pass the same --data or use a new --out-dir")
+    torch.manual_seed(cfg.seed)
+    model = FLM(cfg.dit_config(tok.vocab_size), projected=cfg.projected)
+    tc = _train_config(cfg, out, distill=False)
+
+    _write_json(out / "config.json", cfg.to_dict())
+    _write_json(out / "tokenizer.json", tok.spec())
+    _write_json(out / "run.json", {"kind": "flm", "data": str(Path(data).resolve()) if data else None,
+                                   "data_fingerprint": fingerprint, "vocab_size": tok.vocab_size,
+                                   "train_blocks": splits.train.num_blocks,
+                                   "val_blocks": splits.val.num_blocks if splits.val else 0})
+    objective = FLMObjective()
+    result = train(model, objective, splits.train, tc, resume=resume,
+                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok), "projected": cfg.projected})
+    _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
+    return out / CHECKPOINT_NAME
+
+
+def _distiller(method: str, model: Any, teacher: Any):
+    from flowlm.flowmaps import EulerianDistiller, LagrangianDistiller, SemigroupDistiller
+
+    cls = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}[method]
+    return cls(model.interpolant, model.schedule, teacher=teacher.denoiser)
+
+
+def distill_fmlm(
+    cfg: RunConfig,
+    teacher_ckpt: str | os.PathLike,
+    method: str | None = None,
+    out_dir: str | os.PathLike = "runs/fmlm",
+    resume: bool = True,
+    data: str | os.PathLike | None = None,
+) -> Path:
+    """Distill the FLM at ``teacher_ckpt`` into a flow-map model (``method``: semigroup | lagrangian |
+    eulerian, default ``cfg.distill_method``); returns the student's checkpoint.
+
+    The student starts as the teacher's EMA weights with a zeroed second time embedder
+    (:meth:`flowlm.models.FMLM.from_teacher`). ``data=None`` reuses the teacher's corpus.
+    ``cfg``'s model fields must equal the teacher's.
+    """
+    from flowlm.models import FMLM
+    from flowlm.training import DistillationObjective, train
+
+    method = method or cfg.distill_method
+    if method not in DISTILL_METHODS:
+        raise RunError(f"unknown distillation method {method!r}; choose one of {', '.join(DISTILL_METHODS)}")
+    cfg = cfg.replace(distill_method=method)
+    teacher, tok, tcfg = load_model(teacher_ckpt, device=resolve_device(cfg.device))
+    if not _is_flm(teacher):
+        raise RunError(f"{teacher_ckpt} is a distilled flow-map model; the teacher must be an FLM checkpoint")
+    diffs = _model_differences(tcfg, cfg)
+    if diffs:
+        raise RunError(f"the distillation config contradicts the teacher ({'; '.join(diffs)}); "
+                       "leave the model fields as the teacher has them")
+    teacher_run = find_checkpoint(teacher_ckpt).parent
+    if data is None:
+        tdata = _read_json(teacher_run / "run.json").get("data") if (teacher_run / "run.json").exists() else None
+        data = tdata if tdata and Path(tdata).exists() else None
+
+    out = Path(out_dir).expanduser()
+    run = _existing_run(out, "fmlm", cfg, resume)
+    if run and run.get("method") != method:
+        raise RunError(f"cannot resume {out}: it was distilled with {run.get('method')}, not {method}; "
+                       "use a new --out-dir")
+    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill_batch_size)
+    student = FMLM.from_teacher(teacher)
+    objective = DistillationObjective(_distiller(method, student, teacher))
+    tc = _train_config(cfg, out, distill=True)
+
+    _write_json(out / "config.json", cfg.to_dict())
+    _write_json(out / "tokenizer.json", tok.spec())
+    _write_json(out / "run.json", {"kind": "fmlm", "method": method,
+                                   "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
+                                   "data": str(Path(data).resolve()) if data else None,
+                                   "data_fingerprint": fingerprint, "vocab_size": tok.vocab_size})
+    result = train(student, objective, splits.train, tc, resume=resume,
+                   checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok),
+                                      "projected": cfg.projected})
+    _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
+    return out / CHECKPOINT_NAME
+
+
+# --------------------------------------------------------------------------------- load / generate
+def _is_flm(model: nn.Module) -> bool:
+    from flowlm.models import FLM
+
+    return isinstance(model, FLM)
+
+
+def load_model(
+    ckpt: str | os.PathLike,
+    *,
+    expect: RunConfig | None = None,
+    device: str | torch.device = "cpu",
+    ema: bool = True,
+) -> tuple[nn.Module, Tokenizer, RunConfig]:
+    """Load ``(model, tokenizer, cfg)`` from a checkpoint file or run directory (EMA weights by default).
+
+    Refuses (``CheckpointMismatchError``) a checkpoint whose DiT config, tokenizer or kind differs
+    from the run directory's ``config.json``/``tokenizer.json``/``run.json``, and (``RunError``) one
+    whose model fields differ from ``expect``. The model is returned in eval mode on ``device``.
+    """
+    from flowlm.models import FLM, FMLM
+    from flowlm.nets import DiTConfig
+    from flowlm.training import load_checkpoint
+
+    path = find_checkpoint(ckpt)
+    run_dir = path.parent
+    meta = _checkpoint_meta(path)
+    if "model" not in meta or "tokenizer" not in meta or "kind" not in meta:
+        raise RunError(f"{path} was not written by flowlm's pipeline (no model/tokenizer/kind in its config)")
+    has_run_files = all((run_dir / f).exists() for f in ("config.json", "tokenizer.json", "run.json"))
+    if has_run_files:
+        cfg = RunConfig.from_dict(_read_json(run_dir / "config.json"))
+        spec = _read_json(run_dir / "tokenizer.json")
+        kind = _read_json(run_dir / "run.json").get("kind")
+    else:  # a lone checkpoint file: trust its own metadata
+        m = meta["model"]
+        cfg = RunConfig(tokenizer=meta["tokenizer"]["kind"], seq_len=m["max_length"], depth=m["depth"],
+                        width=m["width"], heads=m["heads"], mlp_ratio=m["mlp_ratio"], time_dim=m["time_dim"],
+                        dropout=m["dropout"], attn_softcap=m["attn_softcap"] or 0.0,
+                        out_softcap=m["out_softcap"] or 0.0, attention=m["attention"],
+                        projected=bool(meta.get("projected", True)))
+        spec, kind = meta["tokenizer"], meta["kind"]
+    tok = tokenizer_from_spec(spec)
+    if kind not in ("flm", "fmlm"):
+        raise RunError(f"{run_dir / 'run.json'} names an unknown model kind {kind!r}")
+    dit = cfg.dit_config(tok.vocab_size, two_time=(kind == "fmlm"))
+    if not has_run_files:
+        dit = DiTConfig.from_dict(meta["model"])
+    expected = {"model": dit.to_dict(), "tokenizer": spec, "kind": kind, "projected": cfg.projected}
+    ck = load_checkpoint(path, expected_config=expected, map_location="cpu")  # CheckpointMismatchError
+    if expect is not None:
+        diffs = _model_differences(cfg, expect)
+        if diffs:
+            raise RunError(f"{path} does not match the requested config ({'; '.join(diffs)})")
+    model: nn.Module = (FLM if kind == "flm" else FMLM)(dit, projected=cfg.projected)
+    weights = ck.ema if ema and ck.ema else ck.model
+    model.load_state_dict(weights)
+    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval(), tok, cfg
+
+
+def _checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The run configuration stored in a checkpoint's header (no tensors are read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for non-safetensors files
+        raise RunError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    try:
+        return json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError:
+        raise RunError(f"{path} has a corrupt config header") from None
+
+
+class Samples(list):
+    """Generated texts (a ``list[str]``) with ``nfe`` (network evaluations per sample), ``seconds``
+    (wall time) and ``tokens`` (``[n, L]`` LongTensor)."""
+
+    nfe: int
+    seconds: float
+    tokens: torch.Tensor
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    n_samples: int,
+    steps: int,
+    seed: int = 0,
+    *,
+    length: int | None = None,
+    gamma: float = 0.0,
+) -> Samples:
+    """Draw ``n_samples`` texts with ``steps`` sampler steps (FLM: Euler on the τ grid; FMLM: flow-map
+    steps, ``gamma`` re-noising), deterministic in ``seed``."""
+    if n_samples < 1 or steps < 1:
+        raise RunError(f"need n_samples >= 1 and steps >= 1, got n_samples={n_samples}, steps={steps}")
+    length = length or model.config.max_length
+    dev = next(model.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    if _is_flm(model):
+        out = model.sample(n_samples, length, steps, generator=g)
+    else:
+        out = model.sample(n_samples, length, n_steps=steps, gamma=gamma, generator=g)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    tokens = out.tokens.cpu()
+    samples = Samples(tokenizer.decode(row.tolist()) for row in tokens)
+    samples.nfe, samples.seconds, samples.tokens = int(out.nfe), seconds, tokens
+    return samples
