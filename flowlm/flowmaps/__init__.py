@@ -1,0 +1,72 @@
+"""Flow maps of two-time denoisers, the three distillers, JVP backends and few-step sampling.
+
+* :mod:`~flowlm.flowmaps.two_time`     TwoTimeDenoiser protocol, FlowMap, δ ↔ X ↔ average velocity
+* :mod:`~flowlm.flowmaps.time_pairs`   per-sequence (s, u, t) draws shared by all distillers
+* :mod:`~flowlm.flowmaps.jvp`          ExactJVP (forward mode) / FiniteDifferenceJVP
+* :mod:`~flowlm.flowmaps.projections`  policies for targets that leave the simplex
+* :mod:`~flowlm.flowmaps.distiller`    the Distiller base class and the teacher view
+* :mod:`~flowlm.flowmaps.semigroup`, :mod:`~flowlm.flowmaps.lagrangian`, :mod:`~flowlm.flowmaps.eulerian`
+* :mod:`~flowlm.flowmaps.sampler`      FlowMapSampler (N-step FMLM generation)
+* :mod:`~flowlm.flowmaps.residuals`    the three residuals of one map on one batch
+* :mod:`~flowlm.flowmaps.compare`      the side-by-side comparison harness
+
+This layer never imports a network, the training loop, data or the CLI (DESIGN §4).
+"""
+
+from flowlm.flowmaps.two_time import (
+    FlowMap,
+    TwoTimeDenoiser,
+    average_velocity_from_delta,
+    average_velocity_from_flow_map,
+    delta_from_average_velocity,
+    delta_from_flow_map,
+    delta_probs,
+    flow_map_from_average_velocity,
+    flow_map_from_delta,
+)
+from flowlm.flowmaps.time_pairs import TimePairSampler, TimePairs
+from flowlm.flowmaps.jvp import ExactJVP, FiniteDifferenceJVP, ForwardModeADError, JVPBackend
+from flowlm.flowmaps.projections import PROJECTIONS, clip_to_simplex, sparsemax_projection, target_loss
+from flowlm.flowmaps.distiller import Distiller, Target, Teacher
+from flowlm.flowmaps.semigroup import SemigroupDistiller
+from flowlm.flowmaps.lagrangian import LagrangianDistiller, lagrangian_factor
+from flowlm.flowmaps.eulerian import BOUNDARY_POLICIES, EulerianDistiller, eulerian_factor
+from flowlm.flowmaps.sampler import FlowMapSampler
+from flowlm.flowmaps.residuals import distiller_residual, residual_report
+
+DISTILLERS = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}
+
+__all__ = [
+    "TwoTimeDenoiser",
+    "FlowMap",
+    "delta_probs",
+    "flow_map_from_delta",
+    "delta_from_flow_map",
+    "average_velocity_from_flow_map",
+    "flow_map_from_average_velocity",
+    "average_velocity_from_delta",
+    "delta_from_average_velocity",
+    "TimePairs",
+    "TimePairSampler",
+    "JVPBackend",
+    "ExactJVP",
+    "FiniteDifferenceJVP",
+    "ForwardModeADError",
+    "PROJECTIONS",
+    "clip_to_simplex",
+    "sparsemax_projection",
+    "target_loss",
+    "Distiller",
+    "Target",
+    "Teacher",
+    "SemigroupDistiller",
+    "LagrangianDistiller",
+    "EulerianDistiller",
+    "DISTILLERS",
+    "BOUNDARY_POLICIES",
+    "lagrangian_factor",
+    "eulerian_factor",
+    "FlowMapSampler",
+    "residual_report",
+    "distiller_residual",
+]

@@ -1,0 +1,145 @@
+r"""A tiny MLP denoiser and two-time denoiser for toy laws (tests, the distiller harness, notebooks).
+
+The whole sequence is flattened: ``x: [B, L, D] → [B, L·D]``. Times enter through Fourier
+features of model time (``τ = schedule.tau_of_t(t)``, identity by default)
+
+.. math::
+    \phi(\tau) = [\tau,\ \cos(\pi k\tau),\ \sin(\pi k\tau)]_{k=1..K},
+
+each mapped by its own ``Linear → SiLU → Linear`` embedder to the hidden width and *added* to
+the input projection, followed by ``depth`` ``SiLU → Linear`` layers and a ``Linear`` head to
+``[B, L, V]`` logits. SiLU keeps the network smooth, so forward-mode JVPs and central
+differences agree. :class:`TwoTimeMLP` has a second embedder for the end time ``t`` whose output
+layer starts at zero, so a student built with :meth:`TwoTimeMLP.from_denoiser` satisfies
+:math:`\hat\delta(x, s, t) = \hat D(x, s)` at step 0 (DESIGN §1).
+
+Both modules take *interpolation* times and convert them to τ themselves (the only place
+where t → τ happens), so they drop in wherever a Denoiser / TwoTimeDenoiser is expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from flowlm.interpolants.schedule import IdentitySchedule, TimeSchedule
+
+__all__ = ["MLPDenoiser", "TwoTimeMLP", "fourier_features"]
+
+
+def fourier_features(tau: Float[Tensor, " B"], n_freq: int) -> Float[Tensor, "B F"]:
+    """φ(τ) = [τ, cos(πkτ), sin(πkτ)] for k = 1..n_freq: ``[B, 1 + 2·n_freq]``."""
+    k = torch.arange(1, n_freq + 1, device=tau.device, dtype=tau.dtype) * math.pi  # [K]
+    ang = tau[:, None] * k[None, :]  # [B, K]
+    return torch.cat((tau[:, None], ang.cos(), ang.sin()), dim=-1)
+
+
+class _TimeEmbed(nn.Module):
+    def __init__(self, n_freq: int, width: int) -> None:
+        super().__init__()
+        self.n_freq = n_freq
+        self.mlp = nn.Sequential(nn.Linear(1 + 2 * n_freq, width), nn.SiLU(), nn.Linear(width, width))
+
+    @property
+    def last(self) -> nn.Linear:
+        return self.mlp[2]
+
+    def forward(self, tau: Float[Tensor, " B"]) -> Float[Tensor, "B W"]:
+        return self.mlp(fourier_features(tau, self.n_freq))
+
+
+class _Body(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_dim, hidden)
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
+        self.head = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        h = self.inp(x) + cond
+        for layer in self.layers:
+            h = h + layer(torch.nn.functional.silu(h))
+        return self.head(torch.nn.functional.silu(h))
+
+
+class MLPDenoiser(nn.Module):
+    """``den(x: [B, L, D], t: [B]) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        length: int,
+        state_dim: int | None = None,
+        hidden: int = 128,
+        depth: int = 3,
+        n_freq: int = 8,
+        schedule: TimeSchedule | None = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.length = int(vocab_size), int(length)
+        self.state_dim = int(state_dim) if state_dim is not None else self.vocab_size
+        self.schedule = schedule if schedule is not None else IdentitySchedule()
+        self.hidden, self.depth, self.n_freq = hidden, depth, n_freq
+        self.time_embed = _TimeEmbed(n_freq, hidden)
+        self.body = _Body(self.length * self.state_dim, self.length * self.vocab_size, hidden, depth)
+
+    def _check(self, x: Tensor) -> None:
+        if x.ndim != 3 or x.shape[1] != self.length or x.shape[2] != self.state_dim:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape [B, {self.length}, {self.state_dim}], got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+        self._check(x)
+        cond = self.time_embed(self.schedule.tau_of_t(t))  # [B, H]
+        return self.body(x.flatten(1), cond).view(x.shape[0], self.length, self.vocab_size)
+
+
+class TwoTimeMLP(nn.Module):
+    """``delta(x: [B, L, D], s: [B], t: [B]) -> logits [B, L, V]`` (a two-time denoiser)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        length: int,
+        state_dim: int | None = None,
+        hidden: int = 128,
+        depth: int = 3,
+        n_freq: int = 8,
+        schedule: TimeSchedule | None = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.length = int(vocab_size), int(length)
+        self.state_dim = int(state_dim) if state_dim is not None else self.vocab_size
+        self.schedule = schedule if schedule is not None else IdentitySchedule()
+        self.time_embed = _TimeEmbed(n_freq, hidden)
+        self.time_embed_t = _TimeEmbed(n_freq, hidden)
+        nn.init.zeros_(self.time_embed_t.last.weight)
+        nn.init.zeros_(self.time_embed_t.last.bias)
+        self.body = _Body(self.length * self.state_dim, self.length * self.vocab_size, hidden, depth)
+
+    @classmethod
+    def from_denoiser(cls, teacher: MLPDenoiser) -> "TwoTimeMLP":
+        """A student with δ̂(x, s, t) = D̂(x, s) at step 0: the teacher's weights, t-embedder output zeroed."""
+        student = cls(
+            teacher.vocab_size, teacher.length, teacher.state_dim, teacher.hidden, teacher.depth, teacher.n_freq,
+            schedule=teacher.schedule,
+        )
+        student.time_embed.load_state_dict(copy.deepcopy(teacher.time_embed.state_dict()))
+        student.body.load_state_dict(copy.deepcopy(teacher.body.state_dict()))
+        student.time_embed_t.load_state_dict(copy.deepcopy(teacher.time_embed.state_dict()))
+        nn.init.zeros_(student.time_embed_t.last.weight)
+        nn.init.zeros_(student.time_embed_t.last.bias)
+        return student.to(next(teacher.parameters()).device)
+
+    def forward(
+        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+    ) -> Float[Tensor, "B L V"]:
+        if x.ndim != 3 or x.shape[1] != self.length or x.shape[2] != self.state_dim:
+            raise ValueError(f"TwoTimeMLP expects x of shape [B, {self.length}, {self.state_dim}], got {tuple(x.shape)}")
+        cond = self.time_embed(self.schedule.tau_of_t(s)) + self.time_embed_t(self.schedule.tau_of_t(t))  # [B, H]
+        return self.body(x.flatten(1), cond).view(x.shape[0], self.length, self.vocab_size)

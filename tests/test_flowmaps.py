@@ -1,0 +1,384 @@
+"""Flow maps of two-time denoisers: conversions, time pairs, JVP backends, projections, sampler.
+
+Values are checked against float64 exact oracles (``flowlm.oracles``) and closed forms of the
+Linear interpolant; universal statements run under hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowlm.flowmaps import (
+    EulerianDistiller,
+    ExactJVP,
+    FiniteDifferenceJVP,
+    FlowMap,
+    FlowMapSampler,
+    ForwardModeADError,
+    TimePairSampler,
+    TwoTimeDenoiser,
+    average_velocity_from_delta,
+    clip_to_simplex,
+    delta_from_average_velocity,
+    delta_from_flow_map,
+    eulerian_factor,
+    lagrangian_factor,
+    sparsemax_projection,
+    target_loss,
+)
+from flowlm.flowmaps.semigroup import safe_semigroup_weight
+from flowlm.interpolants import Cosine, IdentitySchedule, Interpolant, Linear, MixtureSchedule
+from flowlm.nets.mlp import TwoTimeMLP
+from flowlm.oracles import ExactFlowMap, ExactTwoTimeDenoiser, FactorizedCategorical, FiniteSequences
+
+F64 = torch.float64
+
+
+def make_interpolant(name: str) -> Interpolant:
+    if name == "linear":
+        return Linear()
+    if name == "cosine":
+        return Cosine()
+    return Interpolant.from_functions(lambda t: 1 - t**2, lambda t: t * (2 - t), name="quadratic")
+
+
+INTERPOLANTS = st.sampled_from(["linear", "cosine", "quadratic"])
+
+
+def time_pair(draw, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
+    a = draw(st.floats(lo, hi))
+    b = draw(st.floats(lo, hi))
+    return min(a, b), max(a, b)
+
+
+class TemperedTwoTime:
+    """A perturbed map: the exact δ's logits scaled by a temperature (still on the simplex)."""
+
+    def __init__(self, exact: ExactTwoTimeDenoiser, temperature: float) -> None:
+        self.exact, self.temperature, self.vocab_size = exact, temperature, exact.vocab_size
+
+    def __call__(self, x, s, t):
+        return self.exact(x, s, t) / self.temperature
+
+
+def random_law(V: int, L: int, seed: int, interpolant: Interpolant) -> FactorizedCategorical:
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(2.0 * torch.randn(L, V, generator=g, dtype=F64), -1)
+    return FactorizedCategorical(probs, interpolant)
+
+
+# --------------------------------------------------------------------------- conversions
+@settings(max_examples=4)
+@given(V=st.integers(2, 5), L=st.integers(1, 3), name=INTERPOLANTS, seed=st.integers(0, 10**6), data=st.data())
+def test_exact_delta_lies_on_the_simplex(V, L, name, seed, data):
+    it = make_interpolant(name)
+    law = random_law(V, L, seed, it)
+    fm = FlowMap(ExactTwoTimeDenoiser(law, it, rtol=1e-8, atol=1e-8), it)
+    s, t = time_pair(data.draw)
+    B = 3
+    x = torch.randn(B, L, V, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    p = fm.probs(x, torch.full((B,), s, dtype=F64), torch.full((B,), t, dtype=F64))
+    assert bool((p >= -1e-9).all())
+    torch.testing.assert_close(p.sum(-1), torch.ones(B, L, dtype=F64), atol=1e-8, rtol=0)
+
+
+@given(V=st.integers(2, 6), L=st.integers(1, 4), name=INTERPOLANTS, s=st.floats(0.0, 0.999), seed=st.integers(0, 10**6))
+def test_flow_map_at_equal_times_is_the_identity(V, L, name, s, seed):
+    it = make_interpolant(name)
+    torch.manual_seed(seed)
+    net = TwoTimeMLP(V, L, hidden=16, depth=1).double()
+    x = torch.randn(4, L, V, dtype=F64)
+    ss = torch.full((4,), s, dtype=F64)
+    torch.testing.assert_close(FlowMap(net, it)(x, ss, ss), x, atol=1e-12, rtol=1e-12)
+
+
+@given(V=st.integers(2, 6), L=st.integers(1, 4), data=st.data(), seed=st.integers(0, 10**6))
+def test_conversions_round_trip_and_match_the_linear_closed_forms(V, L, data, seed):
+    it = Linear()
+    s, t = time_pair(data.draw, 0.0, 0.99)
+    t = max(t, s + 1e-3)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, L, V, dtype=F64, generator=g)
+    delta = torch.softmax(torch.randn(3, L, V, dtype=F64, generator=g), -1)
+    ss, tt = torch.full((3,), s, dtype=F64), torch.full((3,), t, dtype=F64)
+    X = it.flow_map_from_delta(x, ss, tt, delta)
+    torch.testing.assert_close(X, (1 - t) / (1 - s) * x + (t - s) / (1 - s) * delta)  # DESIGN §1 (Linear)
+    v = average_velocity_from_delta(it, x, ss, tt, delta)
+    torch.testing.assert_close(v, (delta - x) / (1 - s))  # Linear: (X − x)/(t − s) = (δ − x)/(1 − s)
+    torch.testing.assert_close(delta_from_flow_map(it, x, ss, tt, X), delta)
+    torch.testing.assert_close(delta_from_average_velocity(it, x, ss, tt, v), delta)
+
+
+@settings(max_examples=3)
+@given(name=INTERPOLANTS, seed=st.integers(0, 10**6), data=st.data())
+def test_flow_map_of_the_exact_delta_is_the_exact_flow_map(name, seed, data):
+    it = make_interpolant(name)
+    V, L, B = 3, 2, 3
+    law = random_law(V, L, seed, it)
+    s, t = time_pair(data.draw, 0.0, 1.0)
+    x = torch.randn(B, L, V, dtype=F64, generator=torch.Generator().manual_seed(seed))
+    ss, tt = torch.full((B,), s, dtype=F64), torch.full((B,), t, dtype=F64)
+    ex = ExactTwoTimeDenoiser(law, it, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(FlowMap(ex, it)(x, ss, tt), ExactFlowMap(law, it, rtol=1e-9, atol=1e-9)(x, ss, tt), atol=1e-6, rtol=1e-6)
+
+
+def test_exact_two_time_denoiser_satisfies_the_protocol():
+    it = Linear()
+    law = random_law(3, 2, 0, it)
+    assert isinstance(ExactTwoTimeDenoiser(law, it), TwoTimeDenoiser)
+    assert isinstance(TwoTimeMLP(3, 2), TwoTimeDenoiser)
+
+
+# --------------------------------------------------------------------------- coefficients
+@given(name=INTERPOLANTS, data=st.data())
+def test_semigroup_weight_vanishes_at_t_one_and_as_u_approaches_s(name, data):
+    it = make_interpolant(name)
+    s = data.draw(st.floats(0.0, 0.9))
+    u = data.draw(st.floats(s, 0.95))
+    one = torch.ones(1, dtype=F64)
+    S, U = s * one, u * one
+    assert float(it.semigroup_weight(S, U, one)) == pytest.approx(0.0, abs=1e-12)
+    t = data.draw(st.floats(0.96, 1.0))
+    w_near = it.semigroup_weight(S, S + 1e-9, t * one)
+    assert abs(float(w_near)) < 1e-6
+    w = float(safe_semigroup_weight(it, S, U, t * one))
+    assert 0.0 <= w <= 1.0
+
+
+@given(data=st.data())
+def test_semigroup_weight_matches_the_linear_table_form(data):
+    s = data.draw(st.floats(0.0, 0.9))
+    t = data.draw(st.floats(s + 0.01, 1.0))
+    u = data.draw(st.floats(s, min(t, 0.99)))
+    S, U, T = (torch.tensor([v], dtype=F64) for v in (s, u, t))
+    want = (1 - t) * (u - s) / ((1 - u) * (t - s))
+    assert float(Linear().semigroup_weight(S, U, T)) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def rho_derivative(it: Interpolant, t: torch.Tensor) -> torch.Tensor:
+    """dρ/dt by autograd on ρ = β/α directly (independent of the α-multiplied forms)."""
+    t = t.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(it.rho(t).sum(), t)
+    return g
+
+
+@given(name=INTERPOLANTS, data=st.data())
+def test_lagrangian_and_eulerian_factors_match_their_rho_definitions(name, data):
+    it = make_interpolant(name)
+    s = data.draw(st.floats(0.0, 0.9))
+    t = data.draw(st.floats(s, 0.99))
+    S, T = torch.tensor([s], dtype=F64), torch.tensor([t], dtype=F64)
+    drho = it.rho(T) - it.rho(S)
+    torch.testing.assert_close(lagrangian_factor(it, S, T), drho / rho_derivative(it, T), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(eulerian_factor(it, S, T), drho / rho_derivative(it, S), rtol=1e-9, atol=1e-12)
+
+
+@given(data=st.data())
+def test_factors_match_the_linear_table_forms_and_lagrangian_is_finite_at_one(data):
+    s = data.draw(st.floats(0.0, 0.9))
+    t = data.draw(st.floats(s, 0.999))
+    S, T = torch.tensor([s], dtype=F64), torch.tensor([t], dtype=F64)
+    it = Linear()
+    assert float(lagrangian_factor(it, S, T)) == pytest.approx((1 - t) * (t - s) / (1 - s), rel=1e-9, abs=1e-14)
+    assert float(eulerian_factor(it, S, T)) == pytest.approx((t - s) * (1 - s) / (1 - t), rel=1e-9, abs=1e-14)
+    for name in ("linear", "cosine", "quadratic"):
+        lam = lagrangian_factor(make_interpolant(name), S, torch.ones(1, dtype=F64))
+        assert float(lam) == 0.0
+
+
+# --------------------------------------------------------------------------- time pairs
+class _Square(IdentitySchedule):
+    """τ = t² (a non-trivial schedule with a closed-form inverse)."""
+
+    def tau_of_t(self, t):
+        return t * t
+
+    def t_of_tau(self, tau):
+        return tau.sqrt()
+
+
+def test_time_pair_sampler_follows_the_reference_law():
+    sched = _Square()
+    B = 20000
+    pairs = TimePairSampler(sched)(B, dtype=F64, generator=torch.Generator().manual_seed(0))
+    s, u, t = pairs.s, pairs.u, pairs.t
+    assert bool((s <= u).all() and (u <= t).all())
+    assert pairs.diagonal.float().mean().item() == pytest.approx(0.5, abs=1e-3)  # stratified: exact up to 1/B
+    assert pairs.boundary.float().mean().item() == pytest.approx(1 / 64, abs=1e-3)
+    assert bool((s[pairs.diagonal] == t[pairs.diagonal]).all())
+    assert bool((s[pairs.boundary] == 0).all() and (t[pairs.boundary] == 1).all())
+    rest = pairs.off_diagonal & ~pairs.boundary
+    tau_s, tau_t, tau_u = s[rest] ** 2, t[rest] ** 2, u[rest] ** 2
+    d = tau_t - tau_s
+    # d ~ U[0,1]: mean 1/2, var 1/12; τ_s | d ~ U[0, 1 − d]: E τ_s = E(1 − d)/2 = 1/4
+    assert d.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert d.var().item() == pytest.approx(1 / 12, abs=0.005)
+    assert tau_s.mean().item() == pytest.approx(0.25, abs=0.01)
+    torch.testing.assert_close(tau_u, 0.5 * (tau_s + tau_t))  # τ-midpoint
+    tm = TimePairSampler(sched, intermediate="t_midpoint")(64, dtype=F64, generator=torch.Generator().manual_seed(1))
+    off = tm.off_diagonal
+    torch.testing.assert_close(tm.u[off], 0.5 * (tm.s[off] + tm.t[off]))
+
+
+def test_time_pair_sampler_rejects_bad_options():
+    with pytest.raises(ValueError, match="intermediate"):
+        TimePairSampler(IdentitySchedule(), intermediate="middle")
+    with pytest.raises(ValueError, match="> 1"):
+        TimePairSampler(IdentitySchedule(), diagonal_fraction=0.9, boundary_fraction=0.2)
+
+
+# --------------------------------------------------------------------------- JVP backends
+@settings(max_examples=10)
+@given(seed=st.integers(0, 10**6), name=INTERPOLANTS)
+def test_exact_and_finite_difference_jvps_agree(seed, name):
+    torch.manual_seed(seed)
+    V, L, B = 4, 3, 5
+    net = TwoTimeMLP(V, L, hidden=32, depth=2, schedule=MixtureSchedule(_Square(), 0.5)).double()
+    x = torch.randn(B, L, V, dtype=F64)
+    s = torch.rand(B, dtype=F64) * 0.4 + 0.05
+    t = s + torch.rand(B, dtype=F64) * 0.5
+    v = torch.randn(B, L, V, dtype=F64)
+
+    def fn(ss, xx):
+        return torch.softmax(net(xx, ss, t), -1)
+
+    out_e, jv_e = ExactJVP()(fn, (s, x), (torch.ones_like(s), v))
+    out_f, jv_f = FiniteDifferenceJVP(1e-5)(fn, (s, x), (torch.ones_like(s), v))
+    torch.testing.assert_close(out_e, out_f)
+    torch.testing.assert_close(jv_e, jv_f, atol=1e-7, rtol=1e-6)
+
+
+def test_finite_differences_are_exact_on_a_quadratic():
+    p = torch.randn(7, dtype=F64)
+    v = torch.randn(7, dtype=F64)
+    out, jv = FiniteDifferenceJVP(0.3)(lambda a: a * a, (p,), (v,))
+    torch.testing.assert_close(jv, 2 * p * v)  # central differences have no error on a quadratic
+    torch.testing.assert_close(out, p * p)
+
+
+class _NoForwardRule(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a * 2
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 2
+
+
+def test_exact_jvp_names_the_fix_when_forward_mode_fails():
+    p = torch.randn(3, dtype=F64)
+    with pytest.raises(ForwardModeADError, match="FiniteDifferenceJVP"):
+        ExactJVP()(lambda a: _NoForwardRule.apply(a), (p,), (torch.ones_like(p),))
+    # the finite-difference backend goes through the same function
+    _, jv = FiniteDifferenceJVP(1e-3)(lambda a: _NoForwardRule.apply(a), (p,), (torch.ones_like(p),))
+    torch.testing.assert_close(jv, torch.full((3,), 2.0, dtype=F64))
+    # and through the exact oracle, whose ODE solver has no forward-mode rule
+    it = Linear()
+    ex = ExactTwoTimeDenoiser(random_law(3, 2, 0, it), it)
+    x, s = torch.randn(2, 2, 3, dtype=F64), torch.full((2,), 0.2, dtype=F64)
+    with pytest.raises(ForwardModeADError, match="plain-math"):
+        ExactJVP()(lambda tt: ex(x, s, tt), (s + 0.3,), (torch.ones_like(s),))
+
+
+# --------------------------------------------------------------------------- projections
+def brute_force_projection(p: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection onto the simplex by scipy's constrained least squares (independent oracle)."""
+    from scipy.optimize import minimize
+
+    p_np = p.numpy()
+    V = p_np.shape[-1]
+    res = minimize(
+        lambda q: ((q - p_np) ** 2).sum(), x0=torch.full((V,), 1.0 / V, dtype=F64).numpy(),
+        jac=lambda q: 2 * (q - p_np), bounds=[(0.0, None)] * V,
+        constraints=[{"type": "eq", "fun": lambda q: q.sum() - 1.0, "jac": lambda q: torch.ones(V, dtype=F64).numpy()}],
+        method="SLSQP", options={"ftol": 1e-14, "maxiter": 500},
+    )
+    return torch.as_tensor(res.x)
+
+
+@settings(max_examples=15)
+@given(V=st.integers(2, 7), seed=st.integers(0, 10**6), scale=st.floats(0.01, 3.0))
+def test_sparsemax_is_the_euclidean_projection(V, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.randn(V, dtype=F64, generator=g) * scale + 1.0 / V
+    proj = sparsemax_projection(p[None])[0]
+    assert bool((proj >= 0).all())
+    assert float(proj.sum()) == pytest.approx(1.0, abs=1e-12)
+    torch.testing.assert_close(proj, brute_force_projection(p), atol=1e-6, rtol=0)
+
+
+@given(V=st.integers(2, 7), seed=st.integers(0, 10**6))
+def test_projections_leave_points_of_the_simplex_unchanged(V, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.softmax(3 * torch.randn(2, 3, V, dtype=F64, generator=g), -1)
+    torch.testing.assert_close(sparsemax_projection(q), q)
+    torch.testing.assert_close(clip_to_simplex(q), q)
+    off = q + 0.5 * (torch.randn_like(q).sign())
+    off = off - (off.sum(-1, keepdim=True) - 1) / V
+    c = clip_to_simplex(off)
+    assert bool((c >= 0).all()) and torch.allclose(c.sum(-1), torch.ones(2, 3, dtype=F64))
+
+
+def test_target_losses_are_minimized_at_the_target():
+    g = torch.Generator().manual_seed(0)
+    q = torch.softmax(torch.randn(2, 3, 4, dtype=F64, generator=g), -1)
+    for projection in (None, "clip", "sparsemax", "mse"):
+        logits = torch.zeros(2, 3, 4, dtype=F64, requires_grad=True)
+        opt = torch.optim.Adam([logits], lr=0.1)
+        for _ in range(400):
+            opt.zero_grad()
+            target_loss(logits, q, projection).sum().backward()
+            opt.step()
+        torch.testing.assert_close(torch.softmax(logits, -1), q, atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="projection"):
+        target_loss(logits, q, "softmax")
+
+
+# --------------------------------------------------------------------------- sampler
+def test_flow_map_sampler_with_the_exact_delta_reproduces_the_exact_flow_map():
+    it = Linear()
+    V, L, B = 3, 3, 6
+    g = torch.Generator().manual_seed(3)
+    seqs = torch.randint(0, V, (5, L), generator=g)
+    law = FiniteSequences(seqs, torch.rand(5, dtype=F64, generator=g) + 0.1, V, it)
+    ex = ExactTwoTimeDenoiser(law, it, rtol=1e-9, atol=1e-9)
+    x0 = torch.randn(B, L, V, dtype=F64, generator=g)
+    one = torch.ones(B, dtype=F64)
+    X01 = ExactFlowMap(law, it, rtol=1e-9, atol=1e-9)(x0, 0 * one, one)  # the exact one-step map: on the simplex
+    sched = MixtureSchedule(_Square(), 0.5)
+    for n in (1, 2):
+        out = FlowMapSampler(n)(ex, it, sched, x0)
+        assert out.nfe == n
+        torch.testing.assert_close(out.probs, X01, atol=1e-6, rtol=0)
+        assert torch.equal(out.tokens, X01.argmax(-1))
+    # exact samples follow the law (X_{0,1} sends N(0, I) to the data law)
+    tokens = FlowMapSampler(1)(ex, it, sched, torch.randn(16, L, V, dtype=F64, generator=g)).tokens
+    assert bool(torch.isfinite(law.log_prob(tokens)).all())
+
+
+def test_flow_map_sampler_counts_evaluations_and_renoises():
+    torch.manual_seed(0)
+    net = TwoTimeMLP(4, 3, hidden=16, depth=1)
+    x0 = torch.randn(8, 3, 4)
+    it, sched = Linear(), IdentitySchedule()
+    det = FlowMapSampler(4)(net, it, sched, x0)
+    assert det.nfe == 4 and det.tokens.shape == (8, 3) and torch.allclose(det.probs.sum(-1), torch.ones(8, 3))
+    assert torch.equal(FlowMapSampler(4, gamma=0.0)(net, it, sched, x0).probs, det.probs)
+    assert FlowMapSampler(4, gamma=0.5)(net, it, sched, x0, generator=torch.Generator().manual_seed(0)).nfe == 7
+    assert FlowMapSampler(4, gamma=1.0)(net, it, sched, x0, generator=torch.Generator().manual_seed(0)).nfe == 4
+    with pytest.raises(ValueError, match="gamma"):
+        FlowMapSampler(2, gamma=1.5)
+
+
+def test_flow_map_rejects_reversed_times():
+    net = TwoTimeMLP(3, 2, hidden=8, depth=1)
+    with pytest.raises(ValueError, match="s <= t"):
+        FlowMap(net, Linear()).probs(torch.randn(2, 2, 3), torch.full((2,), 0.5), torch.full((2,), 0.2))
+    with pytest.raises(ValueError, match="boundary"):
+        EulerianDistiller(Linear(), IdentitySchedule(), boundary="clip")
