@@ -57,7 +57,7 @@ def _math_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tenso
     s = torch.matmul(q, k.transpose(-2, -1)) * scale  # [B, H, L, L]
     if cap:
         s = cap * torch.tanh(s / cap)
-    p = torch.softmax(s.float(), dim=-1).to(v.dtype)
+    p = torch.softmax(s.to(torch.promote_types(s.dtype, torch.float32)), dim=-1).to(v.dtype)  # fp32+ softmax
     return torch.matmul(p, v)  # [B, H, L, Dh]
 
 

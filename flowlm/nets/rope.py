@@ -45,9 +45,9 @@ class RotaryEmbedding(nn.Module):
         angles = torch.arange(max_length, dtype=torch.float64)[:, None] * inv_freq[None, :]  # [L, Dh/2]
         angles = torch.cat((angles, angles), dim=-1)  # [L, Dh]
         self.max_length = int(max_length)
-        # not persistent: recomputed from the config, never stored in checkpoints
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        # float64 tables (cast per call); not persistent: recomputed from the config, never checkpointed
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, length: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """The ``[length, head_dim]`` cos and sin tables in ``dtype``."""

@@ -24,8 +24,9 @@ def sinusoidal_embedding(
 ) -> Float[Tensor, "B {dim}"]:
     """[cos(ω τ), sin(ω τ)] with ``dim/2`` frequencies ω geometric in [1, ``max_freq``]."""
     half = dim // 2
-    freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half, device=tau.device, dtype=torch.float32))
-    angles = tau.float()[:, None] * freqs[None, :]  # [B, dim/2]
+    dtype = torch.promote_types(tau.dtype, torch.float32)  # at least float32; float64 stays float64
+    freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half, device=tau.device, dtype=dtype))
+    angles = tau.to(dtype)[:, None] * freqs[None, :]  # [B, dim/2]
     return torch.cat((angles.cos(), angles.sin()), dim=-1)
 
 

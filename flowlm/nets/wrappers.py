@@ -15,7 +15,7 @@ interchangeable wherever a denoiser is expected.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from jaxtyping import Float
 from torch import Tensor, nn

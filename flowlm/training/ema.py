@@ -10,7 +10,7 @@ dominated by the random initialization). Kept in float32 on the parameters' devi
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn

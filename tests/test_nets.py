@@ -1,0 +1,353 @@
+"""Networks: DiT conditioning and initialization, attention kernels, RoPE, the projected space, wrappers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from flowlm.interpolants import DecodingErrorSchedule, IdentitySchedule, Linear
+from flowlm.models import FLM, FMLM
+from flowlm.nets import (
+    DiT,
+    DiTConfig,
+    NetDenoiser,
+    NetTwoTimeDenoiser,
+    ProjectedSpace,
+    RotaryEmbedding,
+    SelfAttention,
+    sinusoidal_embedding,
+)
+from flowlm.states import OneHotSpace
+
+SMALL = dict(max_length=12, width=32, depth=2, heads=4, time_dim=16, dropout=0.0)
+
+
+def _randomize(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> None:
+    """Give every parameter (including the zero-initialized ones) non-trivial values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+# --------------------------------------------------------------------------- config & initialization
+def test_config_round_trip_and_validation():
+    cfg = DiTConfig(vocab_size=11, two_time=True, attn_softcap=None, **SMALL)
+    assert DiTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="divisible by heads"):
+        DiTConfig(vocab_size=11, max_length=8, width=30, heads=4)
+    with pytest.raises(ValueError, match="cannot apply attn_softcap"):
+        DiTConfig(vocab_size=11, max_length=8, attention="sdpa")
+    with pytest.raises(ValueError, match="unknown keys"):
+        DiTConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_default_config_is_the_paper_dit():
+    cfg = DiTConfig(vocab_size=30522, max_length=128)
+    assert (cfg.depth, cfg.width, cfg.heads, cfg.mlp_ratio, cfg.time_dim) == (12, 768, 12, 4, 128)
+    assert (cfg.dropout, cfg.attn_softcap, cfg.out_softcap) == (0.1, 50.0, 30.0)
+    net = DiT(cfg.replace(depth=1))  # one block is enough to check the block layout
+    assert net.E.shape == (30522, 768)
+    block = net.blocks[0]
+    assert block.mlp[0].out_features == 4 * 768 and block.mlp[1].approximate == "tanh"
+
+
+def test_zero_initialized_head_gives_uniform_denoiser_and_log_v_loss():
+    torch.manual_seed(0)
+    model = FLM(DiTConfig(vocab_size=13, **SMALL))
+    h = model.space.noise(3, 12)
+    logits = model.net(h, torch.rand(3))
+    assert torch.equal(logits, torch.zeros_like(logits))
+    loss, _ = model.loss(torch.randint(0, 13, (4, 12)))
+    assert loss.item() == pytest.approx(math.log(13), abs=1e-6)
+
+
+def test_input_is_x_times_E_without_bias():
+    """The network sees a V-wide state only through x @ E: adding a vector of E's left null space changes nothing."""
+    torch.manual_seed(1)
+    V = 40  # > d = 32, so E (V×d) has a non-trivial left null space
+    net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
+    _randomize(net)
+    sched = IdentitySchedule()
+    x = torch.randn(2, 12, V, dtype=torch.float64)
+    t = torch.rand(2, dtype=torch.float64)
+    wide = NetDenoiser(net, sched, OneHotSpace(V))
+    torch.testing.assert_close(wide(x, t), NetDenoiser(net, sched, ProjectedSpace(net))(x @ net.E, t), rtol=0, atol=1e-12)
+    null = torch.linalg.svd(net.E.detach().T, full_matrices=True).Vh[-1]  # [V], null @ E = 0
+    assert (null @ net.E).abs().max() < 1e-12
+    torch.testing.assert_close(wide(x + 5.0 * null, t), wide(x, t), rtol=1e-9, atol=1e-9)
+    # and no input bias: the zero state enters as h = 0
+    torch.testing.assert_close(wide(torch.zeros_like(x), t), net(torch.zeros(2, 12, 32, dtype=torch.float64), t))
+
+
+def test_output_logits_are_soft_capped():
+    torch.manual_seed(2)
+    capped = DiT(DiTConfig(vocab_size=7, **SMALL))
+    _randomize(capped, scale=3.0)
+    with torch.no_grad():
+        capped.head.weight.mul_(100.0)
+    raw = DiT(DiTConfig(vocab_size=7, out_softcap=None, **SMALL))
+    raw.load_state_dict(capped.state_dict())
+    h, tau = torch.randn(2, 12, 32), torch.rand(2)
+    z = raw(h, tau)
+    assert z.abs().max() > 60  # the cap is actually exercised
+    out = capped(h, tau)
+    assert out.abs().max() <= 30.0
+    torch.testing.assert_close(out, 30.0 * torch.tanh(z / 30.0))
+
+
+# --------------------------------------------------------------------------- time conditioning
+def test_sinusoidal_embedding_uses_tau_unscaled():
+    tau = torch.tensor([0.0, 0.25, 1.0])
+    emb = sinusoidal_embedding(tau, 8, max_freq=1000.0)
+    freqs = torch.tensor([1.0, 10.0, 100.0, 1000.0])  # geometric from 1 to 1000 (4 frequencies)
+    want = torch.cat((torch.cos(tau[:, None] * freqs), torch.sin(tau[:, None] * freqs)), dim=-1)
+    torch.testing.assert_close(emb, want, rtol=0, atol=5e-4)  # float32 angles up to 1000 rad
+
+
+def test_single_and_two_time_argument_checks():
+    one = DiT(DiTConfig(vocab_size=5, **SMALL))
+    two = DiT(DiTConfig(vocab_size=5, two_time=True, **SMALL))
+    h, tau = torch.randn(2, 12, 32), torch.rand(2)
+    with pytest.raises(ValueError, match="single-time"):
+        one(h, tau, tau)
+    with pytest.raises(ValueError, match="pass tau_t"):
+        two(h, tau)
+    with pytest.raises(ValueError, match=r"\[B, L, 32\]"):
+        one(torch.randn(2, 12, 5), tau)
+
+
+def test_two_time_net_depends_on_the_second_time():
+    torch.manual_seed(3)
+    net = DiT(DiTConfig(vocab_size=6, two_time=True, **SMALL))
+    _randomize(net)
+    h, tau = torch.randn(2, 12, 32), torch.rand(2)
+    a = net(h, tau, torch.zeros(2))
+    b = net(h, tau, torch.ones(2))
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_from_teacher_student_equals_teacher_at_step_zero():
+    torch.manual_seed(4)
+    flm = FLM(DiTConfig(vocab_size=10, **SMALL), schedule=DecodingErrorSchedule(10))
+    _randomize(flm.net)  # a "trained" teacher: non-zero head and adaLN
+    student = FMLM.from_teacher(flm)
+    assert student.net.config.two_time and not flm.net.config.two_time
+    assert student.net is not flm.net and student.net.E.data_ptr() != flm.net.E.data_ptr()
+    x = student.space.noise(3, 12, dtype=torch.float32)
+    s = torch.tensor([0.0, 0.3, 0.7])
+    t = torch.tensor([1.0, 0.5, 0.9])
+    delta = student.delta(x, s, t)
+    teacher = flm.denoiser(x, s)
+    assert teacher.abs().max() > 1e-2  # not the trivial zero output
+    torch.testing.assert_close(delta, teacher, rtol=0, atol=1e-6)
+    assert isinstance(student.delta, NetTwoTimeDenoiser)
+    # the copy is deep: training the student leaves the teacher alone
+    with torch.no_grad():
+        student.net.head.weight.add_(1.0)
+    torch.testing.assert_close(flm.denoiser(x, s), teacher)
+
+
+# --------------------------------------------------------------------------- attention kernels
+def _reference_attention(x, attn: SelfAttention, rope_base: float = 10_000.0):
+    """Float64 oracle written independently: complex-number RoPE, explicit per-head loops."""
+    B, L, W = x.shape
+    H = attn.heads
+    Dh = W // H
+    qkv = x @ attn.qkv.weight.T.double() + attn.qkv.bias.double()
+    q, k, v = qkv.split(W, dim=-1)
+    half = Dh // 2
+    omega = rope_base ** (-torch.arange(half, dtype=torch.float64) * 2 / Dh)
+    rot = torch.polar(torch.ones(L, half, dtype=torch.float64), torch.arange(L, dtype=torch.float64)[:, None] * omega)
+    out = torch.zeros(B, L, W, dtype=torch.float64)
+    for hd in range(H):
+        sl = slice(hd * Dh, (hd + 1) * Dh)
+
+        def rope(a):
+            c = torch.complex(a[..., :half], a[..., half:]) * rot  # pair (i, i + Dh/2) as one complex number
+            return torch.cat((c.real, c.imag), dim=-1)
+
+        qh, kh, vh = rope(q[..., sl]), rope(k[..., sl]), v[..., sl]
+        s = torch.einsum("bld,bmd->blm", qh, kh) / math.sqrt(Dh)
+        if attn.cap:
+            s = attn.cap * torch.tanh(s / attn.cap)
+        out[..., sl] = torch.einsum("blm,bmd->bld", s.softmax(-1), vh)
+    return out @ attn.proj.weight.T.double() + attn.proj.bias.double()
+
+
+@pytest.mark.parametrize("cap", [None, 5.0])
+def test_math_attention_matches_independent_oracle(cap):
+    torch.manual_seed(5)
+    attn = SelfAttention(16, 2, cap=cap, kind="math").double()
+    with torch.no_grad():
+        attn.qkv.weight.mul_(8.0)  # large logits: the cap changes the result a lot
+    rope = RotaryEmbedding(8, 10)
+    x = torch.randn(2, 10, 16, dtype=torch.float64)
+    cos, sin = rope(10, torch.float64)
+    torch.testing.assert_close(attn(x, cos, sin), _reference_attention(x, attn), rtol=1e-10, atol=1e-10)
+
+
+def test_cap_is_applied():
+    torch.manual_seed(6)
+    capped = SelfAttention(16, 2, cap=2.0, kind="math").double()
+    free = SelfAttention(16, 2, cap=None, kind="math").double()
+    free.load_state_dict(capped.state_dict())
+    with torch.no_grad():
+        capped.qkv.weight.mul_(8.0)
+        free.qkv.weight.mul_(8.0)
+    cos, sin = RotaryEmbedding(8, 10)(10, torch.float64)
+    x = torch.randn(2, 10, 16, dtype=torch.float64)
+    assert (capped(x, cos, sin) - free(x, cos, sin)).abs().max() > 1e-2
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_fast_paths_agree_with_the_math_path():
+    """sdpa (no cap: fused kernels cannot cap) and flex (cap as score_mod) compute the math path's function."""
+    torch.manual_seed(7)
+    cos, sin = RotaryEmbedding(8, 16)(16, torch.float32)
+    x = torch.randn(3, 16, 32)
+    m_free = SelfAttention(32, 4, cap=None, kind="math")
+    sdpa = SelfAttention(32, 4, cap=None, kind="sdpa")
+    sdpa.load_state_dict(m_free.state_dict())
+    torch.testing.assert_close(sdpa(x, cos, sin), m_free(x, cos, sin), rtol=1e-5, atol=1e-5)
+    m_cap = SelfAttention(32, 4, cap=3.0, kind="math")
+    with torch.no_grad():
+        m_cap.qkv.weight.mul_(6.0)
+    flex = SelfAttention(32, 4, cap=3.0, kind="flex")
+    flex.load_state_dict(m_cap.state_dict())
+    with torch.no_grad():  # eager flex on CPU is forward-only (no backward kernel)
+        torch.testing.assert_close(flex(x, cos, sin), m_cap(x, cos, sin), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="cannot apply the attention soft-cap"):
+        SelfAttention(32, 4, cap=3.0, kind="sdpa")
+
+
+def test_forward_mode_jvp_through_the_dit_matches_finite_differences():
+    """torch.func.jvp runs through the network (auto attention takes the plain-math path)."""
+    torch.manual_seed(8)
+    net = DiT(DiTConfig(vocab_size=7, two_time=True, **SMALL)).double()
+    _randomize(net)
+    h = torch.randn(2, 12, 32, dtype=torch.float64)
+    tau_s = torch.tensor([0.2, 0.6], dtype=torch.float64)
+    tau_t = torch.tensor([0.5, 0.9], dtype=torch.float64)
+    dh = torch.randn_like(h)
+
+    def f(hh, tt):
+        return net(hh, tau_s, tt)
+
+    _, tangent = torch.func.jvp(f, (h, tau_t), (dh, torch.ones_like(tau_t)))
+    eps = 1e-7  # small: the time embedding has frequencies up to 1000, so O(eps²) truncation matters
+    fd = (f(h + eps * dh, tau_t + eps) - f(h - eps * dh, tau_t - eps)) / (2 * eps)
+    torch.testing.assert_close(tangent, fd, rtol=1e-4, atol=1e-5)
+    assert tangent.abs().max() > 1e-3
+
+
+# --------------------------------------------------------------------------- RoPE
+@given(shift=st.integers(0, 20), seed=st.integers(0, 2**16))
+def test_rope_scores_depend_only_on_position_offset(shift, seed):
+    g = torch.Generator().manual_seed(seed)
+    rope = RotaryEmbedding(8, 64)
+    cos, sin = rope(64, torch.float64)
+    from flowlm.nets.rope import apply_rotary
+
+    q = torch.randn(8, generator=g, dtype=torch.float64)
+    k = torch.randn(8, generator=g, dtype=torch.float64)
+    qs = apply_rotary(q.expand(1, 1, 64, 8), cos, sin)[0, 0]  # q placed at every position
+    ks = apply_rotary(k.expand(1, 1, 64, 8), cos, sin)[0, 0]
+    l, m = 3, 10
+    a = qs[l] @ ks[m]
+    b = qs[l + shift] @ ks[m + shift]
+    assert float(a) == pytest.approx(float(b), abs=1e-9)
+
+
+# --------------------------------------------------------------------------- projected space
+def test_projected_space_one_hot_and_embed_are_products_with_E():
+    torch.manual_seed(9)
+    net = DiT(DiTConfig(vocab_size=20, **SMALL)).double()
+    space = ProjectedSpace(net)
+    tokens = torch.randint(0, 20, (3, 12))
+    x1 = torch.nn.functional.one_hot(tokens, 20).double()
+    torch.testing.assert_close(space.one_hot(tokens), x1 @ net.E, rtol=0, atol=0)
+    probs = torch.rand(3, 12, 20, dtype=torch.float64).softmax(-1)
+    torch.testing.assert_close(space.embed(probs), probs @ net.E)
+    with pytest.raises(ValueError, match="token ids must lie"):
+        space.one_hot(torch.tensor([[20]]))
+
+
+@pytest.mark.parametrize("V,d", [(64, 16), (8, 16)])
+def test_projected_noise_has_the_law_of_x0_E(V, d):
+    """Moments: mean 0, covariance EᵀE (Cholesky path for V > d, direct z @ E for V <= d)."""
+    torch.manual_seed(10)
+    net = DiT(DiTConfig(vocab_size=V, max_length=4, width=d, depth=1, heads=2, time_dim=8, dropout=0.0)).double()
+    with torch.no_grad():
+        net.E.copy_(torch.randn(V, d, dtype=torch.float64) * torch.linspace(0.2, 2.0, d, dtype=torch.float64))
+    space = ProjectedSpace(net)
+    g = torch.Generator().manual_seed(0)
+    h = space.noise(5000, 4, generator=g).reshape(-1, d)  # 20000 draws
+    gram = (net.E.T @ net.E).detach()
+    h = h.detach()
+    cov = h.T @ h / h.shape[0]
+    rel = (cov - gram).norm() / gram.norm()
+    assert rel < 0.04, rel
+    assert (h.mean(0).abs() / gram.diagonal().sqrt()).max() < 0.04
+    if V > d:
+        F = space.noise_factor().detach()
+        torch.testing.assert_close(F.T @ F, gram, rtol=1e-5, atol=1e-5 * float(gram.diagonal().mean()))
+
+
+def test_projected_noise_gradient_is_unbiased():
+    """E_z[∂/∂E f(noise)] = ∂/∂E E[f(x0 E)] for f(h) = Σ_j c_j h_j²: the analytic value is 2·E·diag(c)."""
+    torch.manual_seed(11)
+    net = DiT(DiTConfig(vocab_size=40, max_length=4, width=8, depth=1, heads=2, time_dim=8, dropout=0.0)).double()
+    space = ProjectedSpace(net)
+    c = torch.linspace(0.5, 2.0, 8, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    h = space.noise(50000, 4, generator=g)  # [N, 4, d]
+    f = (h.pow(2) * c).sum(-1).mean()
+    (grad,) = torch.autograd.grad(f, net.E)
+    want = 2 * net.E.detach() * c
+    assert ((grad - want).norm() / want.norm()) < 0.02
+
+
+def test_projected_sampler_matches_the_v_wide_sampler():
+    """Euler on h = x @ E gives the same probabilities as Euler on the V-wide state with the same noise."""
+    from flowlm.samplers import EulerSampler
+
+    torch.manual_seed(12)
+    V = 24
+    net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
+    _randomize(net, scale=0.5)
+    sched, lin = DecodingErrorSchedule(V), Linear()
+    x0 = torch.randn(3, 12, V, dtype=torch.float64)
+    wide = EulerSampler(8)(NetDenoiser(net, sched, OneHotSpace(V)), lin, sched, x0)
+    space = ProjectedSpace(net)
+    proj = EulerSampler(8)(NetDenoiser(net, sched, space), lin, sched, x0 @ net.E, space=space)
+    assert wide.probs.std() > 1e-3  # non-trivial output
+    torch.testing.assert_close(proj.probs, wide.probs, rtol=1e-9, atol=1e-11)
+    assert torch.equal(proj.tokens, wide.tokens)
+
+
+# --------------------------------------------------------------------------- wrappers
+def test_wrappers_convert_t_to_tau_and_check_shapes():
+    torch.manual_seed(13)
+    net = DiT(DiTConfig(vocab_size=9, **SMALL))
+    _randomize(net)
+    sched = DecodingErrorSchedule(9)
+    den = NetDenoiser(net, sched, ProjectedSpace(net))
+    h, t = torch.randn(2, 12, 32), torch.tensor([0.3, 0.8])
+    torch.testing.assert_close(den(h, t), net(h, sched.tau_of_t(t)))
+    with pytest.raises(Exception):  # jaxtyping: t must be [B] with B = x.shape[0]
+        den(h, torch.rand(3))
+    with pytest.raises(ValueError, match="projected space"):
+        den(torch.randn(2, 12, 9), t)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        den(h, torch.tensor([0.3, 1.5]))
+    two = DiT(DiTConfig(vocab_size=9, two_time=True, **SMALL))
+    _randomize(two)
+    delta = NetTwoTimeDenoiser(two, sched, ProjectedSpace(two))
+    s = torch.tensor([0.1, 0.2])
+    torch.testing.assert_close(delta(h, s, t), two(h, sched.tau_of_t(s), sched.tau_of_t(t)))
+    with pytest.raises(Exception):
+        delta(h, s, torch.rand(2, 1))
