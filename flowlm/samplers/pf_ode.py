@@ -1,0 +1,103 @@
+r"""The probability-flow ODE in log-SNR-like time :math:`\nu = \log(1 + \rho)`.
+
+In interpolation time the flow :math:`\dot x = b_u(x) = (\alpha'/\alpha)x + \alpha\rho' D_u(x)`
+is singular at :math:`u = 1` (:math:`\alpha = 0`); explicit solvers need steps
+:math:`\propto 1-u` there. Two changes of variables remove the singularity.
+
+* :math:`y = x/\alpha` satisfies :math:`dy/d\rho = D` (differentiate: :math:`\dot y = \dot x/\alpha
+  - \alpha' x/\alpha^2 = \rho' D`), so :math:`y_t - y_s = \int_s^t D\,d\rho` and
+  :math:`\delta_{s,t} = (y_t - y_s)/(\rho_t - \rho_s)` is a :math:`\rho`-average of denoisers.
+* With :math:`\nu = \log(1+\rho)` (:math:`\nu(0) = 0`, :math:`\nu(1) = \infty`) and
+  :math:`z = x/(\alpha+\beta) = y/(1+\rho) = e^{-\nu}y`,
+
+  .. math::
+      \frac{dz}{d\nu} = D_u\big((\alpha+\beta)\,z\big) - z,
+
+  for every interpolant: the state relaxes toward the denoiser at unit rate, with no stiffness
+  and no derivative of α, β. Linear: :math:`u = 1 - e^{-\nu}`, α + β = 1, z = x.
+
+Because the right-hand side is affine in ``(x, D)``, the same ODE runs on projected states
+``h = x @ E`` with ``D`` replaced by ``space.embed(D)``.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from flowlm.interpolants.base import Interpolant, expand_time
+from flowlm.interpolants.builtins import Cosine, Linear
+
+__all__ = ["nu_of_t", "t_of_nu", "probs_from_logits", "LogSNRFlow"]
+
+
+def nu_of_t(interpolant: Interpolant, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+    """ν(t) = log(1 + ρ(t)) = log((α + β)/α); 0 at t = 0, ``inf`` at t = 1."""
+    a, b = interpolant.alpha(t), interpolant.beta(t)
+    return torch.log1p(b / a)
+
+
+def t_of_nu(
+    interpolant: Interpolant, nu: Float[Tensor, "*shape"], n_bisect: int = 64
+) -> Float[Tensor, "*shape"]:
+    """Inverse of :func:`nu_of_t`: closed form for ``Linear`` (t = 1 − e^{−ν}) and ``Cosine``
+    (t = (2/π)·atan(e^ν − 1)); bisection on [0, 1] (``n_bisect`` halvings) for any other interpolant."""
+    if type(interpolant) is Linear:
+        return (-torch.expm1(-nu)).clamp(0.0, 1.0)
+    if type(interpolant) is Cosine:
+        return ((2.0 / math.pi) * torch.atan(torch.expm1(nu))).clamp(0.0, 1.0)
+    lo, hi = torch.zeros_like(nu), torch.ones_like(nu)
+    with torch.no_grad():
+        for _ in range(n_bisect):
+            mid = 0.5 * (lo + hi)
+            below = nu_of_t(interpolant, mid) < nu
+            lo = torch.where(below, mid, lo)
+            hi = torch.where(below, hi, mid)
+    return torch.where(torch.isinf(nu), torch.ones_like(nu), 0.5 * (lo + hi))
+
+
+def probs_from_logits(logits: Float[Tensor, "*shape V"], dtype: torch.dtype) -> Float[Tensor, "*shape V"]:
+    """softmax over the last axis, computed in ``logits.dtype`` (at least float32), returned in ``dtype``.
+
+    Unlike a float32 softmax this keeps float64 oracles exact.
+    """
+    work = torch.promote_types(logits.dtype, torch.float32)
+    return torch.softmax(logits.to(work), dim=-1).to(dtype)
+
+
+class LogSNRFlow:
+    r"""Right-hand side of the probability-flow ODE in ν = log(1 + ρ) for the rescaled state
+    :math:`z = x/(\alpha + \beta)`:
+
+    .. math::
+        \frac{dz}{d\nu} = D_u\big((\alpha+\beta)(u)\,z\big) - z,\qquad u = t(\nu).
+
+    (From :math:`y = x/\alpha = (1+\rho)z = e^\nu z` and :math:`dy/d\nu = (1+\rho)D`.) It needs
+    no derivative of the interpolant, and the state relaxes toward the denoiser at unit rate for
+    every interpolant; ``Linear`` has α + β = 1, so z = x there.
+
+    ``flow(z, nu) -> (dz/dν, D)`` with ``z: [B, L, D]`` (a state of ``space``), ``nu: [B]``;
+    ``D = softmax(den(x, t(ν)))`` is returned too (the flow-map oracle accumulates it).
+    ``nfe`` counts denoiser evaluations.
+    """
+
+    def __init__(self, denoiser, interpolant: Interpolant, space=None) -> None:
+        self.denoiser, self.interpolant, self.space = denoiser, interpolant, space
+        self.nfe = 0
+
+    def scale(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        """α(t) + β(t) (> 0 on [0, 1]): x = (α + β)·z."""
+        return self.interpolant.alpha(t) + self.interpolant.beta(t)
+
+    @typing.no_type_check
+    def __call__(self, z: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
+        t = t_of_nu(self.interpolant, nu)  # [B]
+        x = expand_time(self.scale(t), z) * z  # [B, L, D]
+        probs = probs_from_logits(self.denoiser(x, t), z.dtype)  # [B, L, V]
+        self.nfe += 1
+        emb = probs if self.space is None else self.space.embed(probs)  # [B, L, D]
+        return emb - z, probs
