@@ -15,7 +15,30 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from flowlm._checks import check_unit_interval
+
 __all__ = ["TimeSchedule", "IdentitySchedule", "MixtureSchedule", "stratified_uniform"]
+
+
+def _skip_checks(x: Tensor) -> bool:
+    """True while tracing (torch.compile) or inside a torch.func transform (vmap/grad/jvp wrap the
+    tensor), where a data-dependent check would graph-break or fail. Non-tensors are never skipped."""
+    if not torch.is_tensor(x):
+        return False
+    if torch.compiler.is_compiling():
+        return True
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(is_wrapped(x)) if is_wrapped is not None else False
+
+
+def _work_dtype(device: torch.device) -> torch.dtype:
+    """Internal precision of schedule computations: float64, except on MPS (which has none)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _validate_time(name: str, x: Tensor) -> None:
+    if not _skip_checks(x):
+        check_unit_interval(name, x)
 
 
 class TimeSchedule(ABC):
@@ -26,31 +49,39 @@ class TimeSchedule(ABC):
         """τ(t), strictly increasing, τ(0) = 0, τ(1) = 1; differentiable in t."""
 
     def t_of_tau(self, tau: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-        """t(τ), the inverse of :meth:`tau_of_t`. Default: 60 bisection steps (exact to float64 eps)."""
-        lo = torch.zeros_like(tau)
-        hi = torch.ones_like(tau)
+        """t(τ), the inverse of :meth:`tau_of_t`. Default: bisection on [0, 1] in float64
+        (60 halvings: exact to float64 eps), returned in ``tau``'s dtype. t(0) = 0, t(1) = 1."""
+        _validate_time("tau", tau)
+        target = tau.to(_work_dtype(tau.device))
+        lo = torch.zeros_like(target)
+        hi = torch.ones_like(target)
         with torch.no_grad():
             for _ in range(60):
                 mid = 0.5 * (lo + hi)
-                below = self.tau_of_t(mid) < tau
+                below = self.tau_of_t(mid) < target
                 lo = torch.where(below, mid, lo)
                 hi = torch.where(below, hi, mid)
-        return 0.5 * (lo + hi)
+        t = 0.5 * (lo + hi)
+        t = torch.where(target <= 0.0, torch.zeros_like(t), torch.where(target >= 1.0, torch.ones_like(t), t))
+        return t.to(tau.dtype)
 
     def dtau_dt(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
-        """dτ/dt by autograd (the Lagrangian distiller needs it)."""
-        flat = t.reshape(-1)
-        d = torch.func.vmap(torch.func.grad(lambda s: self.tau_of_t(s)))(flat)
-        return d.reshape(t.shape)
+        """dτ/dt by forward-mode autograd through :meth:`tau_of_t` (elementwise, so a single JVP with
+        tangent 1 gives every derivative). The Lagrangian distiller needs it."""
+        _validate_time("t", t)
+        _, d = torch.func.jvp(self.tau_of_t, (t,), (torch.ones_like(t),))
+        return d
 
     def grid(
         self, n_steps: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
     ) -> Float[Tensor, " n_steps_plus_1"]:
         """Interpolation times t_0 = 0 < … < t_N = 1 of a uniform τ grid with ``n_steps`` steps."""
-        if n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be an integer >= 1, got {n_steps!r}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"grid dtype must be a floating-point dtype, got {dtype}")
         tau = torch.linspace(0.0, 1.0, n_steps + 1, device=device, dtype=dtype)
-        t = self.t_of_tau(tau)
+        t = self.t_of_tau(tau).clone()
         t[0], t[-1] = 0.0, 1.0
         return t
 
@@ -59,9 +90,11 @@ class IdentitySchedule(TimeSchedule):
     """τ = t."""
 
     def tau_of_t(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        _validate_time("t", t)
         return t.clone()
 
     def t_of_tau(self, tau: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        _validate_time("tau", tau)
         return tau.clone()
 
     def __repr__(self) -> str:
@@ -72,12 +105,24 @@ class MixtureSchedule(TimeSchedule):
     """τ(t) = λ·τ_base(t) + (1 − λ)·t, for ablations between a schedule and the identity."""
 
     def __init__(self, base: TimeSchedule, weight: float) -> None:
+        if not isinstance(base, TimeSchedule):
+            raise TypeError(f"base must be a TimeSchedule, got {type(base).__name__}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"mixture weight must be in [0, 1], got {weight}")
         self.base, self.weight = base, float(weight)
 
     def tau_of_t(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        """λ·τ_base(t) + (1 − λ)·t (strictly increasing when either part is)."""
         return self.weight * self.base.tau_of_t(t) + (1.0 - self.weight) * t
+
+    def t_of_tau(self, tau: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
+        """The base's inverse when λ = 1, the identity when λ = 0, else bisection."""
+        if self.weight == 1.0:
+            return self.base.t_of_tau(tau)
+        if self.weight == 0.0:
+            _validate_time("tau", tau)
+            return tau.clone()
+        return super().t_of_tau(tau)
 
     def __repr__(self) -> str:
         return f"MixtureSchedule({self.base!r}, weight={self.weight})"
@@ -87,7 +132,12 @@ def stratified_uniform(
     batch: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
     generator: torch.Generator | None = None,
 ) -> Float[Tensor, " batch"]:
-    """One draw per stratum: u_i = (i + ξ_i)/B, ξ_i ~ U[0,1), shuffled. Marginally U[0,1], lower variance."""
+    """One draw per stratum: u_i = (i + ξ_i)/B, ξ_i ~ U[0,1), shuffled. Marginally U[0,1], lower variance.
+
+    Exactly one of the ``batch`` values lies in each stratum [i/B, (i+1)/B).
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     offsets = torch.rand(batch, device=device, dtype=dtype, generator=generator)
     strata = torch.arange(batch, device=device, dtype=dtype)
     u = (strata + offsets) / batch
