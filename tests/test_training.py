@@ -1,0 +1,228 @@
+"""Training loop: batch sources, warm-up, EMA, exact resume, accumulation, NaN stop, objectives, learning."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from flowlm.denoisers import flm_loss
+from flowlm.interpolants import DecodingErrorSchedule, Linear
+from flowlm.models import FLM, FMLM
+from flowlm.nets import DiTConfig, NetDenoiser
+from flowlm.oracles import FactorizedCategorical
+from flowlm.states import OneHotSpace
+from flowlm.training import (
+    EMA,
+    DistillationObjective,
+    FLMObjective,
+    NonFiniteLossError,
+    TensorBatchSource,
+    TrainConfig,
+    load_checkpoint,
+    train,
+)
+
+TINY = dict(max_length=8, width=32, depth=2, heads=4, time_dim=16)
+
+
+def _model(seed: int = 0, vocab: int = 8, dropout: float = 0.0) -> FLM:
+    torch.manual_seed(seed)
+    return FLM(DiTConfig(vocab_size=vocab, dropout=dropout, **TINY))
+
+
+def _data(n: int = 64, vocab: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab, (n, 8), generator=torch.Generator().manual_seed(seed))
+
+
+class FixedTimeCE:
+    """A deterministic objective (no random draws): CE of the net at τ = 0.5 on a scaled clean state."""
+
+    def __call__(self, model, tokens):
+        logits = model.net(0.5 * model.space.one_hot(tokens), torch.full((tokens.shape[0],), 0.5))
+        return flm_loss(logits, tokens), {"extra": torch.tensor(1.0)}
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- batch source
+def test_tensor_batch_source_epochs_and_shards():
+    data = torch.arange(24).repeat_interleave(2).view(24, 2)  # row i = [i, i]
+    src = TensorBatchSource(data, batch_size=6, seed=3)
+    epoch = torch.cat([src.get(k)[:, 0] for k in range(4)])  # 4 steps × 6 = one epoch
+    assert sorted(epoch.tolist()) == list(range(24))  # every row exactly once
+    assert torch.equal(src.get(5), TensorBatchSource(data, 6, seed=3).get(5))  # depends only on (seed, step)
+    assert not torch.equal(src.get(4), src.get(0))  # next epoch reshuffled
+    for k in (0, 3, 7):  # rank shards concatenate to the global batch
+        assert torch.equal(torch.cat([src.get(k, r, 3) for r in range(3)]), src.get(k))
+    with pytest.raises(ValueError, match="not divisible by world size"):
+        src.get(0, 0, 4)
+
+
+# --------------------------------------------------------------------------- EMA
+def test_ema_follows_the_float64_recursion():
+    lin = torch.nn.Linear(2, 1)
+    ema = EMA(lin, decay=0.9)
+    want = lin.weight.detach().double().clone()
+    for n in range(30):
+        with torch.no_grad():
+            lin.weight.copy_(torch.full_like(lin.weight, float(n) * 0.1 - 1.0))
+        ema.update(lin)
+        d = min(0.9, (1 + n) / (10 + n))
+        want = d * want + (1 - d) * lin.weight.detach().double()
+    torch.testing.assert_close(ema.shadow["weight"].double(), want, rtol=1e-6, atol=1e-6)
+    live = lin.weight.detach().clone()
+    with ema.swapped(lin):
+        torch.testing.assert_close(lin.weight.detach(), ema.shadow["weight"])
+    torch.testing.assert_close(lin.weight.detach(), live)
+
+
+# --------------------------------------------------------------------------- the loop
+def test_warmup_lr_and_metrics_file(tmp_path):
+    cfg = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=4, log_every=1, out_dir=str(tmp_path), progress=False)
+    res = train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), cfg, resume=False)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records] == list(range(1, 7))
+    assert [r["lr"] for r in records] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert all({"loss", "grad_norm", "tokens_per_s", "extra"} <= set(r) for r in records)
+    assert [r["loss"] for r in records] == pytest.approx(res.losses)
+    assert res.losses[0] == pytest.approx(math.log(8), abs=1e-6)  # zero-initialized head
+    assert res.losses[-1] < res.losses[0]
+
+
+def test_resume_continues_exactly(tmp_path):
+    """N steps in one go == k steps, stop, fresh process state, resume to N: identical losses and weights."""
+    data = _data()
+    cfg = dict(batch_size=8, warmup_steps=3, grad_accum=2, ema_decay=0.9, progress=False, ckpt_every=100)
+    full_model = _model(dropout=0.1)  # dropout and the FLM draws exercise the RNG handling
+    full = train(full_model, FLMObjective(), TensorBatchSource(data, 8),
+                 TrainConfig(steps=6, out_dir=str(tmp_path / "a"), **cfg))
+    first = train(_model(dropout=0.1), FLMObjective(), TensorBatchSource(data, 8),
+                  TrainConfig(steps=3, out_dir=str(tmp_path / "b"), **cfg))
+    torch.manual_seed(12345)  # unrelated global RNG use between the runs must not matter
+    torch.rand(100)
+    resumed_model = _model(seed=99, dropout=0.1)  # different init: everything comes from the checkpoint
+    second = train(resumed_model, FLMObjective(), TensorBatchSource(data, 8),
+                   TrainConfig(steps=6, out_dir=str(tmp_path / "b"), **cfg))
+    assert second.start_step == 3
+    assert first.losses + second.losses == full.losses
+    for k, v in _params(full_model).items():
+        assert torch.equal(v, _params(resumed_model)[k]), k
+    for k, v in full.ema.shadow.items():
+        assert torch.equal(v, second.ema.shadow[k]), k
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+    data = _data()
+    a, b = _model(), _model()
+    cfg = dict(steps=3, batch_size=8, warmup_steps=0, progress=False)
+    train(a, FixedTimeCE(), TensorBatchSource(data, 8), TrainConfig(grad_accum=1, **cfg))
+    train(b, FixedTimeCE(), TensorBatchSource(data, 8), TrainConfig(grad_accum=4, **cfg))
+    moved = False
+    for k, v in _params(a).items():
+        torch.testing.assert_close(_params(b)[k], v, rtol=1e-5, atol=1e-6)
+        moved |= not torch.equal(v, _params(_model())[k])
+    assert moved
+
+
+class NaNAt:
+    def __init__(self, step_call: int) -> None:
+        self.calls, self.bad = 0, step_call
+
+    def __call__(self, model, tokens):
+        self.calls += 1
+        loss, m = FixedTimeCE()(model, tokens)
+        return (loss * float("nan") if self.calls == self.bad else loss), m
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = _model()
+    cfg = TrainConfig(steps=10, batch_size=8, warmup_steps=0, ckpt_every=2, out_dir=str(tmp_path), progress=False)
+    snapshots = {}
+
+    class Recording(NaNAt):
+        def __call__(self, m, tokens):
+            snapshots[self.calls] = _params(m)  # weights before step `calls` (0-based) is applied
+            return super().__call__(m, tokens)
+
+    with pytest.raises(NonFiniteLossError, match=r"step 5: loss = nan.*last good checkpoint \(step 4\)"):
+        train(model, Recording(5), TensorBatchSource(_data(), 8), cfg)
+    ck = load_checkpoint(tmp_path / "checkpoint.safetensors", expected_config=model.config)
+    assert ck.step == 4
+    for k, v in snapshots[4].items():  # the checkpoint holds the weights after 4 good steps
+        assert torch.equal(ck.model[k], v), k
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+def test_train_validates_its_inputs():
+    with pytest.raises(ValueError, match="batch source yields batches of 8"):
+        train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), TrainConfig(steps=1, batch_size=4, progress=False))
+    with pytest.raises(ValueError, match="divisible by world_size × grad_accum"):
+        train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 6), TrainConfig(steps=1, batch_size=6, grad_accum=4, progress=False))
+    with pytest.raises(ValueError, match="bf16=True needs a CUDA device"):
+        train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8),
+              TrainConfig(steps=1, batch_size=8, bf16=True, device="cpu", progress=False))
+    with pytest.raises(ValueError, match="invalid TrainConfig"):
+        TrainConfig(steps=1, batch_size=0)
+
+
+def test_distillation_objective_passes_student_and_space():
+    calls = []
+
+    class FakeDistiller:
+        def loss(self, student, tokens, space=None, generator=None):
+            calls.append((student, tokens, space))
+            return student(space.noise(tokens.shape[0], tokens.shape[1]), torch.zeros(2), torch.ones(2)).pow(2).mean(), {}
+
+    student = FMLM.from_teacher(_model())
+    tokens = _data(2)
+    loss, _ = DistillationObjective(FakeDistiller())(student, tokens)
+    assert calls[0][0] is student.delta and calls[0][2] is student.space and torch.equal(calls[0][1], tokens)
+    assert loss.requires_grad
+
+
+def test_sampling_entry_points():
+    model = _model(vocab=11)
+    out = model.sample(3, 8, n_steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.tokens.shape == (3, 8) and out.probs.shape == (3, 8, 11) and out.nfe == 4
+    assert int(out.tokens.min()) >= 0 and int(out.tokens.max()) < 11
+    torch.testing.assert_close(out.probs.sum(-1), torch.ones(3, 8))
+    fm = FMLM.from_teacher(model).sample(2, 8, n_steps=2, generator=torch.Generator().manual_seed(0))
+    assert fm.tokens.shape == (2, 8) and fm.nfe == 2
+
+
+# --------------------------------------------------------------------------- learning
+@pytest.mark.slow
+def test_tiny_dit_reaches_the_oracle_cross_entropy():
+    """A tiny DiT trained on a factorized law gets close to the exact denoiser's FLM loss,
+    both evaluated on the same (tokens, τ, t, noise) draws."""
+    V, L = 8, 8
+    p = torch.tensor([0.30, 0.22, 0.15, 0.11, 0.08, 0.06, 0.05, 0.03], dtype=torch.float64)
+    law = FactorizedCategorical(p.expand(L, V).clone(), Linear())  # the same law at every position
+    data = law.sample(4096, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = FLM(DiTConfig(vocab_size=V, max_length=L, width=48, depth=2, heads=4, time_dim=32, dropout=0.0))
+    cfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=20, ema_decay=0.99, progress=False)
+    res = train(model, FLMObjective(), TensorBatchSource(data, 64), cfg)
+
+    g = torch.Generator().manual_seed(1)
+    tokens = law.sample(2048, generator=g)
+    tau = (torch.arange(2048, dtype=torch.float64) + 0.5) / 2048
+    t = model.schedule.t_of_tau(tau)
+    x0 = torch.randn(2048, L, V, dtype=torch.float64, generator=g)
+    xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * torch.nn.functional.one_hot(tokens, V).double()
+    oracle_ce = float(flm_loss(law(xt, t), tokens))
+    uniform_ce = math.log(V)
+    with torch.no_grad(), res.ema.swapped(model):
+        model.eval()
+        den = NetDenoiser(model.net, model.schedule, OneHotSpace(V))  # V-wide evaluation of the projected-trained net
+        model_ce = float(flm_loss(den.logits_tau(xt.float(), tau.float()), tokens))
+    gap = model_ce - oracle_ce
+    print(f"model CE {model_ce:.4f}  oracle CE {oracle_ce:.4f}  uniform {uniform_ce:.4f}  train loss {sum(res.losses[-20:]) / 20:.4f}")
+    assert gap > -0.02  # the oracle is optimal (up to Monte-Carlo noise)
+    assert gap < 0.05 * (uniform_ce - oracle_ce), (model_ce, oracle_ce, uniform_ce)
