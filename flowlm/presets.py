@@ -28,8 +28,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 __all__ = ["RunConfig", "PRESETS", "preset", "apply_overrides", "ConfigError", "resolve_device"]
 
 
@@ -91,8 +89,6 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        from flowlm.data.tokenizers import TOKENIZER_KINDS
-
         p = []
         if self.tokenizer not in TOKENIZER_KINDS:
             p.append(f"tokenizer must be one of {', '.join(TOKENIZER_KINDS)} (got {self.tokenizer!r})")
@@ -152,6 +148,7 @@ class RunConfig:
 
 
 DISTILL_METHODS = ("semigroup", "lagrangian", "eulerian")
+TOKENIZER_KINDS = ("char", "bpe", "gpt2", "bert")  # flowlm.data.tokenizers checks it is the same list
 
 # model-shape fields: a checkpoint is only loadable into the same values
 MODEL_FIELDS = ("tokenizer", "vocab_size", "seq_len", "depth", "width", "heads", "mlp_ratio", "time_dim",
@@ -245,8 +242,10 @@ def apply_overrides(cfg: RunConfig, assignments: list[str] | None) -> RunConfig:
     return cfg.replace(**changes)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA if available, else CPU; anything else is checked to exist."""
+def resolve_device(device: str) -> Any:
+    """A ``torch.device``: ``"auto"`` → CUDA if available, else CPU; anything else is checked to exist."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

