@@ -22,7 +22,7 @@ Coefficients that multiply a denoiser or a two-time denoiser are written multipl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from jaxtyping import Float
@@ -187,6 +187,11 @@ class Interpolant(ABC):
             raise ValueError(
                 f"interpolant {self.name!r}: alpha/beta must be elementwise torch functions of a tensor t ({err})"
             ) from err
+        if not (torch.is_tensor(a) and torch.is_tensor(b)):
+            raise ValueError(
+                f"interpolant {self.name!r}: alpha(t) and beta(t) must return tensors, got "
+                f"{type(a).__name__} and {type(b).__name__}; write them with torch ops, e.g. 1 - t"
+            )
         if a.shape != t.shape or b.shape != t.shape:
             raise ValueError(
                 f"interpolant {self.name!r}: alpha(t) and beta(t) must return the shape of t; got "
@@ -222,6 +227,10 @@ class FunctionInterpolant(Interpolant):
         name: str = "custom",
         atol: float = 1e-5,
     ) -> None:
+        if not (callable(alpha) and callable(beta)):
+            raise TypeError(
+                f"alpha and beta must be callables t -> tensor, got {type(alpha).__name__} and {type(beta).__name__}"
+            )
         self._alpha, self._beta, self.name = alpha, beta, name
         self.validate(atol=atol)
 
