@@ -45,10 +45,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm._checks import check_unit_interval
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.builtins import Linear
-from flowlm.interpolants.schedule import TimeSchedule, _skip_checks, _work_dtype
+from flowlm.interpolants.schedule import TimeSchedule, _skip_checks, _validate_time, _work_dtype
 
 __all__ = ["DecodingErrorSchedule", "max_of_normals_rule"]
 
@@ -209,8 +208,7 @@ class DecodingErrorSchedule(TimeSchedule):
         Any shape, same shape and dtype out; computed in float64 on ``t.device``; differentiable
         (autograd, ``torch.func.jvp``/``vmap``). τ(0) = 0 and τ(1) = 1 exactly.
         """
-        if not _skip_checks(t):
-            check_unit_interval("t", t)
+        _validate_time("t", t)
         return self._tau_work(t.to(_work_dtype(t.device))).to(t.dtype)
 
     # ------------------------------------------------------------------ t(τ)
@@ -270,8 +268,8 @@ class DecodingErrorSchedule(TimeSchedule):
         ``t ← t − (τ(t) − τ)/τ'(t)`` on the quadrature polish it further at the cost of one
         quadrature per step. t(0) = 0 and t(1) = 1 exactly; monotone in τ.
         """
+        _validate_time("tau", tau)
         if not _skip_checks(tau):
-            check_unit_interval("tau", tau)
             if int(newton_steps) < 0:
                 raise ValueError(f"newton_steps must be >= 0, got {newton_steps}")
         work = _work_dtype(tau.device)

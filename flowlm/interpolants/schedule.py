@@ -37,8 +37,9 @@ def _work_dtype(device: torch.device) -> torch.dtype:
 
 
 def _validate_time(name: str, x: Tensor) -> None:
+    """``check_unit_interval`` unless tracing or transformed (see :func:`_skip_checks`)."""
     if not _skip_checks(x):
-        check_unit_interval(name, x)
+        check_unit_interval(name, x.detach() if torch.is_tensor(x) else x)
 
 
 class TimeSchedule(ABC):
@@ -70,7 +71,7 @@ class TimeSchedule(ABC):
         tangent 1 gives every derivative). The Lagrangian distiller needs it."""
         _validate_time("t", t)
         _, d = torch.func.jvp(self.tau_of_t, (t,), (torch.ones_like(t),))
-        return d
+        return d.to(t.dtype)
 
     def grid(
         self, n_steps: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
