@@ -245,19 +245,26 @@ def _write_samples(path: Path, texts: Sequence[str], title: str) -> None:
 def matching_flm_steps(records: Sequence[EvalRecord], fmlm_steps: int = 1) -> dict[str, Any] | None:
     """The fewest FLM steps whose Gen PPL is at most the ``fmlm_steps``-step FMLM's.
 
-    Returns ``{"fmlm": rec, "flm": rec, "reached": bool}``; when no FLM step count in the sweep
-    reaches the FMLM's Gen PPL, ``flm`` is the best FLM row and ``reached`` is False (the speed-up
-    is then a lower bound). ``None`` without both methods.
+    Returns ``{"fmlm": rec, "flm": rec, "reached": bool, "bound": str}`` or ``None`` without both
+    methods. ``bound`` says how to read a speed-up computed against ``flm``:
+
+    * ``"within-sweep"``: FLM at the previous sweep point is worse, at ``flm`` at least as good;
+    * ``"upper"``: already the smallest FLM step count in the sweep is at least as good, so fewer
+      FLM steps might do (the speed-up is at most the one computed);
+    * ``"lower"``: no FLM step count in the sweep reaches it
+      (``reached`` is False); ``flm`` is then the largest swept step count, and the speed-up
+      against it is at least the one computed (assuming more steps never hurt).
     """
     fm = [r for r in records if r.method == "FMLM" and r.steps == fmlm_steps]
     flm = sorted((r for r in records if r.method == "FLM"), key=lambda r: r.steps)
     if not fm or not flm:
         return None
     target = fm[0].metrics["gen_ppl"]
-    for r in flm:
+    for i, r in enumerate(flm):
         if r.metrics["gen_ppl"] <= target:
-            return {"fmlm": fm[0], "flm": r, "reached": True}
-    return {"fmlm": fm[0], "flm": flm[-1], "reached": False}
+            bound = "upper" if i == 0 and r.steps > fmlm_steps else "within-sweep"
+            return {"fmlm": fm[0], "flm": r, "reached": True, "bound": bound}
+    return {"fmlm": fm[0], "flm": flm[-1], "reached": False, "bound": "lower"}
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -294,12 +301,16 @@ def _speedup_line(records: Sequence[EvalRecord]) -> str | None:
     if match is None:
         return None
     fm, flm = match["fmlm"], match["flm"]
-    ratio = flm.wall_time_s / fm.wall_time_s if fm.wall_time_s else float("nan")
-    if match["reached"]:
-        return (f"One-step FMLM: Gen PPL {_fmt(fm.metrics['gen_ppl'])}; the FLM needs {flm.steps} steps to reach "
-                f"it (Gen PPL {_fmt(flm.metrics['gen_ppl'])}), {ratio:.1f}× the one-step wall time.")
-    return (f"One-step FMLM: Gen PPL {_fmt(fm.metrics['gen_ppl'])}; no FLM step count in the sweep reaches it "
-            f"(best: {flm.steps} steps, Gen PPL {_fmt(flm.metrics['gen_ppl'])}, {ratio:.1f}× the one-step wall time).")
+    ratio = flm.wall_time_s / fm.wall_time_s if fm.wall_time_s and flm.wall_time_s else float("nan")
+    head = f"One-step FMLM: Gen PPL {_fmt(fm.metrics['gen_ppl'])}; "
+    flm_txt = f"{flm.steps} steps (Gen PPL {_fmt(flm.metrics['gen_ppl'])})"
+    if match["bound"] == "within-sweep":
+        return head + f"the FLM needs {flm_txt} to reach it: {ratio:.1f}× the one-step wall time."
+    if match["bound"] == "upper":
+        return head + (f"the FLM already reaches it at its smallest swept step count, {flm_txt}: "
+                       f"at most {ratio:.1f}× the one-step wall time.")
+    return head + (f"no FLM step count in the sweep reaches it (largest: {flm_txt}); "
+                   f"speed-up at least {ratio:.1f}× in wall time.")
 
 
 def _plot(records: Sequence[EvalRecord], path: Path) -> None:

@@ -91,3 +91,95 @@ def test_quickstart_bad_input_gives_clear_errors(tmp_path, capsys):
     assert re.search(r"did you mean 'steps'", capsys.readouterr().err)
     with pytest.raises(SystemExit):
         main(["quickstart", "--fmlm-steps", "0,1"])
+
+
+# ---------------------------------------------------------------------------------------------
+# flowlm eval
+
+
+@pytest.mark.slow
+def test_eval_cli_reproduces_the_quickstart_record(tiny_run, tmp_path, capsys):
+    from flowlm.evaluation import file_hash
+
+    out = tmp_path / "eval"
+    code = main(["eval", "--checkpoint", str(tiny_run / "fmlm"), "--steps", "1,2", "--n-samples", "4",
+                 "--reference", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    one, two, ref = (load_record(out / n) for n in ("fmlm-fmlm-001.json", "fmlm-fmlm-002.json", "data.json"))
+    ckpt_hash = file_hash(tiny_run / "fmlm" / "checkpoint.safetensors")
+    for rec, steps in ((one, 1), (two, 2)):
+        assert (rec.method, rec.steps, rec.nfe, rec.n_samples, rec.seed) == ("FMLM", steps, steps, 4, 0)
+        assert rec.checkpoint_hash == ckpt_hash
+        assert rec.metrics["reference_entropy"] == pytest.approx(ref.metrics["entropy"])
+    # same checkpoint, seed, steps and sample count as the quickstart's row: same samples, same score
+    qs = load_record(tiny_run / "records" / "fmlm-001.json")
+    assert one.metrics["gen_ppl"] == pytest.approx(qs.metrics["gen_ppl"], rel=1e-5)
+    assert one.metrics["entropy"] == pytest.approx(qs.metrics["entropy"], rel=1e-12)
+    assert (out / "results.md").is_file()
+    assert len(_table_rows(capsys.readouterr().out)) == 3
+
+
+def test_eval_cli_bad_input_gives_clear_errors(tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing-run")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint at all")
+    assert main(["eval", "--checkpoint", str(junk), "--device", "cpu"]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert main(["eval"]) == 2
+    assert "--checkpoint CKPT" in capsys.readouterr().err
+    assert main(["eval", "--texts", str(tmp_path / "none.txt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_cli_scores_a_text_file(tmp_path, capsys):
+    texts = tmp_path / "samples.txt"
+    texts.write_text("To be, or not to be, that is the question.\n\n----------\n\nbe be be be be be be be\n")
+    assert main(["eval", "--texts", str(texts), "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
+    rec = load_record(tmp_path / "ev" / "texts-samples.json")
+    assert rec.method == "texts" and rec.n_samples == 2 and rec.metrics["n_scored_samples"] == 2
+    assert math.isfinite(rec.metrics["gen_ppl"]) and rec.metrics["entropy"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# flowlm bench
+
+
+@pytest.mark.slow
+def test_bench_measures_every_setting_and_the_speedup(tiny_run, tmp_path, capsys):
+    out = tmp_path / "sampling"
+    code = main(["bench", "--run-dir", str(tiny_run), "--fmlm-steps", "1,2", "--flm-steps", "1,8,32",
+                 "--repeats", "2", "--batch", "4", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").is_file()
+    rows = {(r["method"], r["steps"]): r for r in res["rows"]}
+    assert set(rows) == {("FMLM", 1), ("FMLM", 2), ("FLM", 1), ("FLM", 8), ("FLM", 32)}
+    for (method, steps), r in rows.items():
+        assert r["nfe"] == steps
+        assert r["latency_ms"] > 0 and r["throughput_samples_per_s"] > 0 and math.isfinite(r["gen_ppl"])
+        assert r["latency_ms"] <= r["latency_median_ms"] + 1e-9
+    # 32 network calls cost more than one on the same backbone
+    assert rows[("FLM", 32)]["latency_ms"] > rows[("FMLM", 1)]["latency_ms"]
+    s = res["speedup_one_step"]
+    assert s["bound"] in ("within-sweep", "upper", "lower") and s["latency_speedup"] > 0
+    flm_ppl = {st: rows[("FLM", st)]["gen_ppl"] for st in (1, 8, 32)}
+    if s["reached"]:  # the matched FLM row is the first in the sweep at least as good as one-step FMLM
+        assert flm_ppl[s["flm_steps"]] <= s["fmlm_gen_ppl"]
+        assert all(flm_ppl[st] > s["fmlm_gen_ppl"] for st in flm_ppl if st < s["flm_steps"])
+    else:
+        assert s["flm_steps"] == 32 and min(flm_ppl.values()) > s["fmlm_gen_ppl"]
+
+
+def test_bench_rejects_missing_checkpoints(tmp_path, capsys):
+    assert main(["bench", "--run-dir", str(tmp_path / "nothing-here")]) == 2
+    assert "run `flowlm quickstart` first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_rejects_swapped_checkpoints(tiny_run, tmp_path, capsys):
+    code = main(["bench", "--flm", str(tiny_run / "fmlm"), "--fmlm", str(tiny_run / "flm"), "--device", "cpu",
+                 "--repeats", "1", "--out", str(tmp_path / "s")])
+    assert code == 2
+    assert "is not an FLM checkpoint" in capsys.readouterr().err

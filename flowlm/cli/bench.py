@@ -1,15 +1,237 @@
-"""`flowlm bench` (not implemented yet)."""
+"""``flowlm bench``: sampling latency/throughput of FMLM 1/2/4/8 steps vs FLM N steps on one backbone.
+
+All numbers come from one run on one machine: for each (method, steps)
+
+* latency: wall time of one sample (batch 1), best of ``repeats`` runs after a warm-up (the
+  median is stored too);
+* throughput: samples per second at batch ``batch``, best of ``repeats`` runs (and median);
+* Gen PPL and unigram entropy of the ``batch`` samples of the first throughput run (seeded);
+
+then the **speed-up of one-step FMLM** over the fewest FLM steps whose Gen PPL is at most the
+one-step FMLM's (:func:`flowlm.quickstart.matching_flm_steps`): latency and throughput ratios.
+``bound`` says how to read it: ``within-sweep``; ``upper`` (the smallest swept FLM step count
+already matches, so fewer might do); ``lower`` (no swept FLM step count matches; ratio against
+the largest). Results: ``<out>.json`` and ``<out>.md``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flowlm.cli.common import HelpFormatter, add_data_arg, user_errors
+
+EXAMPLES = """\
+examples:
+  flowlm bench                                   # uses runs/quickstart/{flm,fmlm} (run `flowlm quickstart` first)
+  flowlm bench --run-dir runs/quickstart-tiny --repeats 3
+  flowlm bench --flm runs/my-flm --fmlm runs/my-fmlm --batch 64 --device cuda
+  flowlm bench --preset tiny                     # trains a tiny FLM + FMLM pair first (seconds)
+"""
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(s) for s in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step counts like '1,2,4,8', got {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be integers >= 1, got {text!r}")
+    return steps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("bench", help="(not implemented yet)")
-    p.add_argument("--data", default=None, help="a text file or a folder of .txt files (default: the embedded corpus)")
+    p = subparsers.add_parser(
+        "bench", help="sampling latency/throughput: one-step FMLM vs multi-step FLM (+ Gen PPL-matched speed-up)",
+        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+    )
+    p.add_argument("--run-dir", default="runs/quickstart", metavar="DIR",
+                   help="a quickstart folder holding flm/ and fmlm/ runs")
+    p.add_argument("--flm", metavar="CKPT", default=None, help="FLM checkpoint (overrides --run-dir)")
+    p.add_argument("--fmlm", metavar="CKPT", default=None, help="FMLM checkpoint (overrides --run-dir)")
+    p.add_argument("--preset", default=None,
+                   help="train + distill this run preset into runs/bench-<preset> first (resumable), e.g. tiny")
+    p.add_argument("--fmlm-steps", type=_steps, default=(1, 2, 4, 8), metavar="1,2,4,8")
+    p.add_argument("--flm-steps", type=_steps, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
+                   help="FLM step sweep (fine at the low end, so the Gen PPL match is tight)")
+    p.add_argument("--batch", type=int, default=32, help="batch size for throughput and Gen PPL")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per setting (best reported, median stored)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluator", default="smollm2-135m", help="Gen PPL evaluator")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--out", default="benchmarks/results/sampling", metavar="PATH",
+                   help="results are written to PATH.json and PATH.md")
+    add_data_arg(p)
     p.set_defaults(func=run)
 
 
+def _timed(fn, repeats: int) -> tuple[float, float, Any]:
+    """(min, median) seconds of ``fn()`` (which returns ``(seconds, result)``) over ``repeats`` runs, first result.
+
+    The minimum is the headline number: on a shared machine other processes only ever add time.
+    """
+    times, first = [], None
+    for i in range(repeats):
+        sec, res = fn()
+        times.append(sec)
+        if i == 0:
+            first = res
+    return min(times), statistics.median(times), first
+
+
+def run_bench(
+    flm_ckpt: str | Path,
+    fmlm_ckpt: str | Path,
+    *,
+    fmlm_steps=(1, 2, 4, 8),
+    flm_steps=(1, 2, 4, 8, 16, 32, 64, 128),
+    batch: int = 32,
+    repeats: int = 5,
+    seed: int = 0,
+    evaluator: str = "smollm2-135m",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure every setting (see the module docstring) and return the results as a JSON-ready dict."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
+    from flowlm.pipeline import RunError, find_checkpoint, generate, load_model
+    from flowlm.presets import resolve_device
+    from flowlm.quickstart import matching_flm_steps
+
+    if batch < 2 or repeats < 1:
+        raise RunError(f"need --batch >= 2 and --repeats >= 1, got batch={batch}, repeats={repeats}")
+    dev = resolve_device(device)
+    ev = load_evaluator(evaluator, device=dev)
+    models = {"FLM": load_model(flm_ckpt, device=dev), "FMLM": load_model(fmlm_ckpt, device=dev)}
+    for name, want in (("FLM", "FLM"), ("FMLM", "FMLM")):
+        if type(models[name][0]).__name__ != want:
+            raise RunError(f"--{name.lower()} {flm_ckpt if name == 'FLM' else fmlm_ckpt} is not an {want} checkpoint")
+    flm_cfg, fmlm_cfg = models["FLM"][2], models["FMLM"][2]
+    if (flm_cfg.depth, flm_cfg.width, flm_cfg.seq_len) != (fmlm_cfg.depth, fmlm_cfg.width, fmlm_cfg.seq_len):
+        raise RunError("the FLM and FMLM have different backbones (depth/width/seq_len); bench compares one backbone")
+
+    jobs = [("FMLM", s) for s in fmlm_steps] + [("FLM", s) for s in flm_steps]
+    rows, records = [], []
+    for method in ("FLM", "FMLM"):  # warm-up: allocation, kernel choice, thread pools
+        net, tok, _ = models[method]
+        generate(net, tok, batch, 2, seed + 1)
+        generate(net, tok, 1, 2, seed + 1)
+    for method, steps in tqdm(jobs, desc="bench", disable=not progress, file=sys.stderr):
+        net, tok, cfg = models[method]
+
+        def one(n: int):
+            s = generate(net, tok, n, steps, seed)
+            return s.seconds, s
+
+        latency, latency_med, _ = _timed(lambda: one(1), repeats)
+        batch_time, batch_med, samples = _timed(lambda: one(batch), repeats)
+        metrics = evaluate_samples(list(samples), samples.tokens, ev)
+        row = {"method": method, "steps": steps, "nfe": samples.nfe, "latency_ms": latency * 1e3,
+               "latency_median_ms": latency_med * 1e3, "throughput_samples_per_s": batch / batch_time,
+               "throughput_median_samples_per_s": batch / batch_med, "batch_time_s": batch_time,
+               "gen_ppl": metrics["gen_ppl"], "entropy": metrics["entropy"]}
+        rows.append(row)
+        records.append(EvalRecord(method=method, metrics={"gen_ppl": metrics["gen_ppl"]}, evaluator=ev.name,
+                                  n_samples=batch, steps=steps, nfe=samples.nfe, wall_time_s=latency))
+    match = matching_flm_steps(records, 1)
+    speedup = None
+    if match is not None:
+        fm = next(r for r in rows if r["method"] == "FMLM" and r["steps"] == 1)
+        fl = next(r for r in rows if r["method"] == "FLM" and r["steps"] == match["flm"].steps)
+        speedup = {
+            "fmlm_steps": 1, "fmlm_gen_ppl": fm["gen_ppl"], "flm_steps": fl["steps"], "flm_gen_ppl": fl["gen_ppl"],
+            "reached": match["reached"], "bound": match["bound"], "latency_speedup": fl["latency_ms"] / fm["latency_ms"],
+            "throughput_speedup": fm["throughput_samples_per_s"] / fl["throughput_samples_per_s"],
+        }
+    return {
+        "benchmark": "sampling",
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "flm_checkpoint": str(find_checkpoint(flm_ckpt)), "flm_hash": file_hash(find_checkpoint(flm_ckpt)),
+        "fmlm_checkpoint": str(find_checkpoint(fmlm_ckpt)), "fmlm_hash": file_hash(find_checkpoint(fmlm_ckpt)),
+        "preset": flm_cfg.preset, "seq_len": flm_cfg.seq_len, "vocab_size": models["FLM"][1].vocab_size,
+        "backbone": {"depth": flm_cfg.depth, "width": flm_cfg.width, "heads": flm_cfg.heads},
+        "batch": batch, "repeats": repeats, "seed": seed, "evaluator": ev.name,
+        "rows": rows, "speedup_one_step": speedup,
+    }
+
+
+def format_markdown(res: dict[str, Any]) -> str:
+    lines = [
+        f"# Sampling benchmark ({res['preset']}, L={res['seq_len']}, V={res['vocab_size']}, "
+        f"{res['backbone']['depth']}×{res['backbone']['width']}) on {res['device']}",
+        "",
+        f"Latency: one sample (batch 1); throughput: batch {res['batch']}; best of {res['repeats']} runs "
+        "(medians in the JSON); "
+        f"Gen PPL ({res['evaluator']}) of the batch.",
+        "",
+        "| method | steps | NFE | latency (ms) | throughput (samples/s) | Gen PPL | entropy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {r['steps']} | {r['nfe']} | {r['latency_ms']:.2f} | "
+                     f"{r['throughput_samples_per_s']:.1f} | {r['gen_ppl']:.1f} | {r['entropy']:.2f} |")
+    s = res.get("speedup_one_step")
+    if s:
+        verb = {"within-sweep": "reaches it at",
+                "upper": "already reaches it at its smallest swept step count (speed-ups are upper bounds),",
+                "lower": "never reaches it in the sweep (largest shown; speed-ups are lower bounds):"}[s["bound"]]
+        lines += ["", f"One-step FMLM Gen PPL {s['fmlm_gen_ppl']:.1f}; the FLM {verb} {s['flm_steps']} steps "
+                  f"(Gen PPL {s['flm_gen_ppl']:.1f}). Speed-up of one-step FMLM: **{s['latency_speedup']:.1f}× latency**, "
+                  f"**{s['throughput_speedup']:.1f}× throughput**."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    js, md = out.with_suffix(".json"), out.with_suffix(".md")
+    js.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    md.write_text(format_markdown(res), encoding="utf-8")
+    return js, md
+
+
+def _prepare(preset_name: str, data: str | None, device: str) -> tuple[Path, Path]:
+    from flowlm.pipeline import distill_fmlm, train_flm
+    from flowlm.presets import preset
+
+    cfg = preset(preset_name, device=device)
+    root = Path("runs") / f"bench-{preset_name}"
+    flm = train_flm(cfg, data, root / "flm", resume=True)
+    fmlm = distill_fmlm(cfg, flm, cfg.distill_method, root / "fmlm", resume=True, data=data)
+    return flm, fmlm
+
+
+@user_errors("bench")
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("flowlm bench: not implemented yet")
+    from flowlm.evaluation import EvaluatorNotFoundError
+    from flowlm.pipeline import RunError
+
+    if args.preset:
+        flm, fmlm = _prepare(args.preset, args.data, args.device)
+    else:
+        flm = args.flm or Path(args.run_dir) / "flm"
+        fmlm = args.fmlm or Path(args.run_dir) / "fmlm"
+        missing = [str(p) for p in (flm, fmlm) if not Path(p).exists()]
+        if missing:
+            raise RunError(f"no checkpoint at {', '.join(missing)}; run `flowlm quickstart` first, pass --flm/--fmlm, "
+                           "or use --preset tiny to train a small pair")
+    try:
+        res = run_bench(flm, fmlm, fmlm_steps=args.fmlm_steps, flm_steps=args.flm_steps, batch=args.batch,
+                        repeats=args.repeats, seed=args.seed, evaluator=args.evaluator, device=args.device)
+    except EvaluatorNotFoundError as e:
+        print(f"flowlm bench: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    js, md = write_results(res, args.out)
+    print(format_markdown(res))
+    print(f"flowlm bench: results in {js} and {md}", file=sys.stderr)
+    return 0
