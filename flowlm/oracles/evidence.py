@@ -20,6 +20,7 @@ the posterior differs from the exact one only for score gaps below the dtype's r
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 from jaxtyping import Float
@@ -36,6 +37,7 @@ def log_floor(dtype: torch.dtype) -> float:
     return math.log(torch.finfo(dtype).tiny)
 
 
+@typing.no_type_check  # hot path: called per ODE evaluation
 def evidence_scale(interpolant: Interpolant, t: Float[Tensor, " B"]) -> Float[Tensor, " B"]:
     """κ(t) = β/α², capped at 1/eps(dtype) (the cap is reached at and just below t = 1)."""
     a, b = interpolant.alpha(t), interpolant.beta(t)
@@ -43,6 +45,7 @@ def evidence_scale(interpolant: Interpolant, t: Float[Tensor, " B"]) -> Float[Te
     return (b / (a * a)).clamp(max=cap)
 
 
+@typing.no_type_check  # hot path: called per ODE evaluation
 def tempered_scores(
     scores: Float[Tensor, "B *rest K"], scale: Float[Tensor, " B"]
 ) -> Float[Tensor, "B *rest K"]:

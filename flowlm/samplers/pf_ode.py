@@ -29,27 +29,36 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm.interpolants.base import Interpolant, expand_time
+from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.builtins import Cosine, Linear
 
 __all__ = ["nu_of_t", "t_of_nu", "probs_from_logits", "LogSNRFlow"]
 
 
+@typing.no_type_check  # hot path: called per ODE evaluation
 def nu_of_t(interpolant: Interpolant, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """ν(t) = log(1 + ρ(t)) = log((α + β)/α); 0 at t = 0, ``inf`` at t = 1."""
     a, b = interpolant.alpha(t), interpolant.beta(t)
     return torch.log1p(b / a)
 
 
+@typing.no_type_check  # hot path: called per ODE evaluation
 def t_of_nu(
     interpolant: Interpolant, nu: Float[Tensor, "*shape"], n_bisect: int = 64
 ) -> Float[Tensor, "*shape"]:
     """Inverse of :func:`nu_of_t`: closed form for ``Linear`` (t = 1 − e^{−ν}) and ``Cosine``
-    (t = (2/π)·atan(e^ν − 1)); bisection on [0, 1] (``n_bisect`` halvings) for any other interpolant."""
+    (t = (2/π)·atan(e^ν − 1)); for any other interpolant a cached table of t on a uniform ν grid
+    brackets the root and a few secant steps (kept inside the bracket) refine it to float64
+    precision; bisection with ``n_bisect`` halvings beyond the table."""
     if type(interpolant) is Linear:
         return (-torch.expm1(-nu)).clamp(0.0, 1.0)
     if type(interpolant) is Cosine:
         return ((2.0 / math.pi) * torch.atan(torch.expm1(nu))).clamp(0.0, 1.0)
+    return _NuTable.get(interpolant, nu.dtype, nu.device).invert(nu, n_bisect)
+
+
+@typing.no_type_check
+def _bisect_t_of_nu(interpolant: Interpolant, nu: Tensor, n_bisect: int) -> Tensor:
     lo, hi = torch.zeros_like(nu), torch.ones_like(nu)
     with torch.no_grad():
         for _ in range(n_bisect):
@@ -60,6 +69,49 @@ def t_of_nu(
     return torch.where(torch.isinf(nu), torch.ones_like(nu), 0.5 * (lo + hi))
 
 
+class _NuTable:
+    """t on the grid ν_k = k·h, k = 0..K (h = ``nu_max``/K), built once per (interpolant, dtype, device)."""
+
+    K, nu_max, n_refine = 4096, 40.0, 5
+    _cache: dict = {}
+
+    def __init__(self, interpolant: Interpolant, dtype: torch.dtype, device: torch.device) -> None:
+        self.interpolant = interpolant
+        grid = torch.linspace(0.0, self.nu_max, self.K + 1, dtype=dtype, device=device)
+        self.t = _bisect_t_of_nu(interpolant, grid, 64)  # [K + 1]
+        self.nu = nu_of_t(interpolant, self.t)  # [K + 1], the exact ν of each node
+        self.h = self.nu_max / self.K
+
+    @classmethod
+    def get(cls, interpolant: Interpolant, dtype: torch.dtype, device: torch.device) -> "_NuTable":
+        key = (id(interpolant), dtype, str(device))
+        table = cls._cache.get(key)
+        if table is None or table.interpolant is not interpolant:
+            if len(cls._cache) > 64:
+                cls._cache.clear()
+            table = cls._cache[key] = cls(interpolant, dtype, device)
+        return table
+
+    @typing.no_type_check
+    def invert(self, nu: Tensor, n_bisect: int) -> Tensor:
+        it = self.interpolant
+        k = (nu / self.h).floor().clamp(0, self.K - 1).long()
+        lo, hi = self.t[k], self.t[k + 1]
+        f_lo, f_hi = self.nu[k] - nu, self.nu[k + 1] - nu  # f_lo <= 0 <= f_hi inside the table
+        a, b = lo, hi  # the bracket, kept for safeguarding
+        with torch.no_grad():
+            for _ in range(self.n_refine):  # secant steps from the bracket ends (superlinear)
+                step = f_hi * (hi - lo) / (f_hi - f_lo)
+                m = torch.where(torch.isfinite(step), hi - step, hi).clamp(a, b)
+                lo, f_lo, hi, f_hi = hi, f_hi, m, nu_of_t(it, m) - nu
+        t = hi
+        outside = nu > self.nu[-1]
+        if bool(outside.any()):
+            t = torch.where(outside, _bisect_t_of_nu(it, nu, n_bisect), t)
+        return t
+
+
+@typing.no_type_check  # hot path: called per ODE evaluation
 def probs_from_logits(logits: Float[Tensor, "*shape V"], dtype: torch.dtype) -> Float[Tensor, "*shape V"]:
     """softmax over the last axis, computed in ``logits.dtype`` (at least float32), returned in ``dtype``.
 
@@ -89,6 +141,7 @@ class LogSNRFlow:
         self.denoiser, self.interpolant, self.space = denoiser, interpolant, space
         self.nfe = 0
 
+    @typing.no_type_check  # hot path: called per ODE evaluation
     def scale(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
         """α(t) + β(t) (> 0 on [0, 1]): x = (α + β)·z."""
         return self.interpolant.alpha(t) + self.interpolant.beta(t)
@@ -96,7 +149,7 @@ class LogSNRFlow:
     @typing.no_type_check
     def __call__(self, z: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
         t = t_of_nu(self.interpolant, nu)  # [B]
-        x = expand_time(self.scale(t), z) * z  # [B, L, D]
+        x = self.scale(t)[:, None, None] * z  # [B, L, D]
         probs = probs_from_logits(self.denoiser(x, t), z.dtype)  # [B, L, V]
         self.nfe += 1
         emb = probs if self.space is None else self.space.embed(probs)  # [B, L, D]
