@@ -176,13 +176,17 @@ class DecodingErrorSchedule(TimeSchedule):
     # ------------------------------------------------------------------ τ(t)
     def _rule(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
         """(m [N], w' [N], Φ(−m) [N]) on ``device``, w' = w / Σ w Φ(m) so that τ(∞) = 1."""
-        key = (device, dtype)
-        if key not in self._rules:
-            m, w = self._nodes, self._weights
-            w_norm = w / (w * torch.special.ndtr(m)).sum()
-            phi0 = torch.special.ndtr(-m)
-            self._rules[key] = tuple(v.to(device=device, dtype=dtype) for v in (m, w_norm, phi0))  # type: ignore[assignment]
-        return self._rules[key]
+        rule = self._rules.get((device, dtype))
+        return rule if rule is not None else self._make_rule(device, dtype)
+
+    @torch.compiler.disable  # runs eagerly even inside torch.compile, so the cache holds real tensors
+    def _make_rule(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        m, w = self._nodes, self._weights
+        w_norm = w / (w * torch.special.ndtr(m)).sum()
+        phi0 = torch.special.ndtr(-m)
+        rule = tuple(v.to(device=device, dtype=dtype) for v in (m, w_norm, phi0))
+        self._rules[(device, dtype)] = rule  # type: ignore[assignment]
+        return rule  # type: ignore[return-value]
 
     def _tau_work(self, t: Tensor) -> Tensor:
         """τ(t) for ``t`` already in the working dtype; no input checks (differentiable, jvp/vmap-safe)."""
@@ -215,11 +219,10 @@ class DecodingErrorSchedule(TimeSchedule):
     def _table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, float, float, float, float]:
         """Cubic coefficients [K, 4] of t(y) per cell of the uniform y = logit(τ) grid, plus the grid
         start y_lo, the cell width h, and the end nodes t(τ_min), t(1 − τ_min). Built once per device."""
-        key = (device, dtype)
-        if key not in self._tables:
-            self._tables[key] = self._build_table(device, dtype)
-        return self._tables[key]
+        table = self._tables.get((device, dtype))
+        return table if table is not None else self._build_table(device, dtype)
 
+    @torch.compiler.disable  # runs eagerly even inside torch.compile, so the cache holds real tensors
     @torch.no_grad()
     def _build_table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, float, float, float, float]:
         K = self.table_size
@@ -257,7 +260,9 @@ class DecodingErrorSchedule(TimeSchedule):
         coef = torch.stack(
             [t0, h * m0, 3.0 * (t1 - t0) - h * (2.0 * m0 + m1), 2.0 * (t0 - t1) + h * (m0 + m1)], dim=-1
         )  # [K, 4], t(s) = c0 + c1 s + c2 s² + c3 s³ on s ∈ [0, 1]
-        return coef, y_lo, h, float(t_k[0]), float(t_k[-1])
+        table = (coef, y_lo, h, float(t_k[0]), float(t_k[-1]))
+        self._tables[(device, dtype)] = table
+        return table
 
     def t_of_tau(self, tau: Float[Tensor, "*shape"], newton_steps: int = 0) -> Float[Tensor, "*shape"]:
         r"""t(τ), the inverse of :meth:`tau_of_t` (any shape, same shape and dtype out, on ``tau.device``).
