@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from flowlm.data import build_datasets, build_tokenizer, load_documents, tokenizer_from_spec
-from flowlm.data.corpus import corpus_fingerprint
+from flowlm.data.corpus import documents_fingerprint
 from flowlm.data.tokenizers import Tokenizer
 from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig, resolve_device
 
@@ -100,6 +100,12 @@ def _existing_run(out: Path, kind: str, cfg: RunConfig, resume: bool) -> dict[st
     return run
 
 
+def _write_run_files(out: Path, cfg: RunConfig, tok: Tokenizer, run: dict[str, Any]) -> None:
+    _write_json(out / "config.json", cfg.to_dict())
+    _write_json(out / "tokenizer.json", tok.spec())
+    _write_json(out / "run.json", run)
+
+
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file, or a run directory holding ``checkpoint.safetensors``."""
     p = Path(path).expanduser()
@@ -130,8 +136,22 @@ def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokeniz
                                     vocab_size=cfg.vocab_size or None)
     splits = build_datasets(tokenizer, cfg.seq_len, batch_size, docs=docs, seed=cfg.seed,
                             val_fraction=cfg.val_fraction, split_by=cfg.split_by)
-    fingerprint = corpus_fingerprint(data)
+    fingerprint = documents_fingerprint(docs)
     return tokenizer, splits, fingerprint
+
+
+def _device(cfg: RunConfig) -> torch.device:
+    """The run's device (validated); ``auto`` is ``cuda:LOCAL_RANK`` under torchrun."""
+    from flowlm.training.loop import resolve_device as train_device
+
+    resolve_device(cfg.device)  # clear error for an unavailable device
+    return train_device(cfg.device)
+
+
+def _main_process() -> bool:
+    from flowlm.training.distributed import init_distributed
+
+    return init_distributed().is_main  # no-op without torchrun
 
 
 def _train_config(cfg: RunConfig, out: Path, *, distill: bool):
@@ -142,13 +162,13 @@ def _train_config(cfg: RunConfig, out: Path, *, distill: bool):
             steps=cfg.distill_steps, batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
             warmup_steps=cfg.distill_warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None,
             ema_decay=cfg.distill_ema_decay, grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed,
-            device=str(resolve_device(cfg.device)), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+            device=str(_device(cfg)), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
             out_dir=str(out),
         )
     return TrainConfig(
         steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None, ema_decay=cfg.ema_decay,
-        grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed, device=str(resolve_device(cfg.device)),
+        grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed, device=str(_device(cfg)),
         log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, out_dir=str(out),
     )
 
@@ -214,6 +234,7 @@ def train_flm(
     from flowlm.models import FLM
     from flowlm.training import FLMObjective, train
 
+    main = _main_process()
     out = Path(out_dir).expanduser()
     run = _existing_run(out, "flm", cfg, resume)
     tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
@@ -225,16 +246,17 @@ def train_flm(
     model = FLM(cfg.dit_config(tok.vocab_size), projected=cfg.projected)
     tc = _train_config(cfg, out, distill=False)
 
-    _write_json(out / "config.json", cfg.to_dict())
-    _write_json(out / "tokenizer.json", tok.spec())
-    _write_json(out / "run.json", {"kind": "flm", "data": str(Path(data).resolve()) if data else None,
-                                   "data_fingerprint": fingerprint, "vocab_size": tok.vocab_size,
-                                   "train_blocks": splits.train.num_blocks,
-                                   "val_blocks": splits.val.num_blocks if splits.val else 0})
+    if main:
+        _write_run_files(out, cfg, tok, {
+            "kind": "flm", "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
+            "vocab_size": tok.vocab_size, "train_blocks": splits.train.num_blocks,
+            "val_blocks": splits.val.num_blocks if splits.val else 0,
+        })
     objective = FLMObjective()
     result = train(model, objective, splits.train, tc, resume=resume,
                    checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok), "projected": cfg.projected})
-    _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
+    if main:
+        _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
     return out / CHECKPOINT_NAME
 
 
@@ -267,7 +289,8 @@ def distill_fmlm(
     if method not in DISTILL_METHODS:
         raise RunError(f"unknown distillation method {method!r}; choose one of {', '.join(DISTILL_METHODS)}")
     cfg = cfg.replace(distill_method=method)
-    teacher, tok, tcfg = load_model(teacher_ckpt, device=resolve_device(cfg.device))
+    main = _main_process()
+    teacher, tok, tcfg = load_model(teacher_ckpt, device=_device(cfg))
     if not _is_flm(teacher):
         raise RunError(f"{teacher_ckpt} is a distilled flow-map model; the teacher must be an FLM checkpoint")
     diffs = _model_differences(tcfg, cfg)
@@ -284,21 +307,25 @@ def distill_fmlm(
     if run and run.get("method") != method:
         raise RunError(f"cannot resume {out}: it was distilled with {run.get('method')}, not {method}; "
                        "use a new --out-dir")
+    if run and run.get("teacher") != str(find_checkpoint(teacher_ckpt).resolve()):
+        raise RunError(f"cannot resume {out}: it was distilled from another teacher ({run.get('teacher')}); "
+                       "use a new --out-dir")
     tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill_batch_size)
     student = FMLM.from_teacher(teacher)
     objective = DistillationObjective(_distiller(method, student, teacher))
     tc = _train_config(cfg, out, distill=True)
 
-    _write_json(out / "config.json", cfg.to_dict())
-    _write_json(out / "tokenizer.json", tok.spec())
-    _write_json(out / "run.json", {"kind": "fmlm", "method": method,
-                                   "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
-                                   "data": str(Path(data).resolve()) if data else None,
-                                   "data_fingerprint": fingerprint, "vocab_size": tok.vocab_size})
+    if main:
+        _write_run_files(out, cfg, tok, {
+            "kind": "fmlm", "method": method, "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
+            "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
+            "vocab_size": tok.vocab_size,
+        })
     result = train(student, objective, splits.train, tc, resume=resume,
                    checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok),
                                       "projected": cfg.projected})
-    _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
+    if main:
+        _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
     return out / CHECKPOINT_NAME
 
 

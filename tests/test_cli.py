@@ -1,0 +1,274 @@
+"""The command line end to end (train → resume → distill → sample) and its bad-input errors.
+
+Each error case checks three things: exit code 2, a one-line message on stderr that names the
+problem (no traceback), and that the files already there are left byte-for-byte intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowlm.cli.main import main
+
+TEXT = (
+    "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n"
+    "Rough winds do shake the darling buds of May,\nAnd summer's lease hath all too short a date;\n"
+    "Sometime too hot the eye of heaven shines,\nAnd often is his gold complexion dimm'd;\n"
+) * 12
+FAST = ["--preset", "tiny", "--device", "cpu", "--set", "n_samples=1", "--set", "sample_steps=2"]
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _error_line(err: str, *needles: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("flowlm ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("corpus") / "sonnet.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory) -> Path:
+    """A tiny FLM trained for 6 steps (shared by the error tests)."""
+    out = tmp_path_factory.mktemp("runs") / "flm"
+    assert main(["train", *FAST, "--data", str(corpus), "--out-dir", str(out), "--steps", "6"]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- the happy path
+@pytest.mark.slow
+def test_train_resume_distill_sample(corpus, tmp_path, capsys):
+    flm = tmp_path / "flm"
+    code, out, _ = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", flm, "--steps", 10)
+    assert code == 0 and "checkpoint.safetensors" in out
+    for f in ("config.json", "tokenizer.json", "run.json", "checkpoint.safetensors", "metrics.jsonl", "samples.txt"):
+        assert (flm / f).is_file(), f
+    cfg = json.loads((flm / "config.json").read_text())
+    assert cfg["preset"] == "tiny" and cfg["steps"] == 10
+    spec = json.loads((flm / "tokenizer.json").read_text())
+    assert spec["kind"] == "char" and set(spec["chars"]) == set(TEXT)
+    train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
+    assert train_steps == [5, 10]
+
+    # resume: continues at step 10 (no record of steps 1..10 is written again)
+    code, _, _ = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", flm, "--steps", 15)
+    assert code == 0
+    train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
+    assert train_steps == [5, 10, 15]
+    val = [r for r in _metrics(flm) if r.get("split") == "val"]
+    assert len(val) == 2 and all(r["val_loss"] > 0 for r in val)
+
+    for method in ("semigroup", "lagrangian", "eulerian"):
+        student = tmp_path / method
+        code, _, _ = _run(capsys, "distill", "--teacher", flm, "--method", method, "--steps", 3,
+                          "--out-dir", student, "--device", "cpu")
+        assert code == 0
+        assert json.loads((student / "run.json").read_text())["method"] == method
+        assert json.loads((student / "tokenizer.json").read_text()) == spec  # the teacher's tokenizer
+        assert [r["step"] for r in _metrics(student) if "split" not in r] == [3]
+
+    for ckpt, steps in ((flm, 3), (tmp_path / "semigroup", 1), (tmp_path / "semigroup", 2)):
+        code, out, err = _run(capsys, "sample", "--checkpoint", ckpt, "--steps", steps, "--n", 3, "--device", "cpu")
+        assert code == 0
+        texts = out.rstrip("\n").split("\n\n----------\n\n")
+        assert len(texts) == 3
+        assert all(set(t) <= set(TEXT) for t in texts)  # decoded with the corpus characters
+        assert f"NFE {steps}" in err
+
+    target = tmp_path / "out" / "s.txt"
+    code, out, _ = _run(capsys, "sample", "--checkpoint", flm, "--n", 2, "--seed", 3, "--out", target)
+    assert code == 0 and out == "" and target.read_text().count("----------") == 1
+    # the same seed gives the same text
+    code, again, _ = _run(capsys, "sample", "--checkpoint", flm, "--n", 2, "--seed", 3)
+    assert again == target.read_text()
+
+
+@pytest.mark.slow
+def test_entry_point_subprocess(run_dir, tmp_path):
+    exe = Path(sys.executable).with_name("flowlm")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    helped = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert helped.returncode == 0
+    for cmd in ("train", "distill", "sample", "eval", "bench", "quickstart"):
+        assert cmd in helped.stdout
+    done = subprocess.run([exe, "sample", "--checkpoint", run_dir, "--n", "2", "--steps", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("----------") == 1 and "NFE 2" in done.stderr
+    bad = subprocess.run([exe, "train", "--preset", "tiny", "--data", tmp_path / "missing.txt"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("cmd", ["train", "distill", "sample"])
+def test_help_has_examples(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"flowlm {cmd}" in out and "examples:" in out and "--data" in out
+
+
+# ----------------------------------------------------------------------------- bad input
+def _bad_corpora(tmp: Path) -> dict[str, tuple[Path, str]]:
+    (tmp / "empty.txt").write_text("")
+    (tmp / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    (tmp / "no_txt").mkdir()
+    (tmp / "no_txt" / "notes.md").write_text(TEXT)
+    return {
+        "missing": (tmp / "missing.txt", "does not exist"),
+        "empty": (tmp / "empty.txt", "is empty"),
+        "undecodable": (tmp / "latin1.txt", "latin1.txt is not valid UTF-8"),
+        "no_txt": (tmp / "no_txt", "holds no .txt files"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "undecodable", "no_txt"])
+def test_bad_corpus(case, tmp_path, capsys):
+    data, needle = _bad_corpora(tmp_path)[case]
+    before = _snapshot(tmp_path)
+    code, _, err = _run(capsys, "train", *FAST, "--data", data, "--out-dir", tmp_path / "run")
+    assert code == 2
+    _error_line(err, "flowlm train: error:", needle)
+    assert _snapshot(tmp_path) == before  # nothing written, nothing changed
+    assert not (tmp_path / "run").exists()
+
+
+def test_distill_with_bad_corpus(run_dir, tmp_path, capsys):
+    data, needle = _bad_corpora(tmp_path)["undecodable"]
+    code, _, err = _run(capsys, "distill", "--teacher", run_dir, "--data", data, "--out-dir", tmp_path / "d")
+    assert code == 2
+    _error_line(err, "flowlm distill: error:", needle)
+    assert not (tmp_path / "d").exists()
+
+
+def test_existing_run_is_never_clobbered(run_dir, corpus, tmp_path, capsys):
+    before = _snapshot(run_dir)
+    code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", run_dir, "--no-resume")
+    assert code == 2
+    _error_line(err, "already holds a run", "--resume")
+    # resuming with another model shape, or on other data, is refused
+    code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", run_dir, "--set", "width=64")
+    assert code == 2
+    _error_line(err, "cannot resume", "width: run has 32, requested 64")
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT.upper())
+    code, _, err = _run(capsys, "train", *FAST, "--data", other, "--out-dir", run_dir, "--steps", 8)
+    assert code == 2
+    _error_line(err, "cannot resume", "other data")
+    assert _snapshot(run_dir) == before
+
+
+def test_checkpoint_with_another_tokenizer_or_config_is_refused(run_dir, corpus, tmp_path, capsys):
+    # run B: other characters (so another char vocabulary); run C: same data, wider model
+    other = tmp_path / "upper.txt"
+    other.write_text(TEXT.upper() + "0123456789")
+    b, c = tmp_path / "b", tmp_path / "c"
+    assert main(["train", *FAST, "--data", str(other), "--out-dir", str(b), "--steps", "2"]) == 0
+    assert main(["train", *FAST, "--data", str(corpus), "--out-dir", str(c), "--steps", "2",
+                 "--set", "width=64"]) == 0
+    capsys.readouterr()
+
+    # A's checkpoint dropped into B's run: another tokenizer and vocabulary
+    shutil.copy(run_dir / "checkpoint.safetensors", b / "checkpoint.safetensors")
+    before = _snapshot(b)
+    code, _, err = _run(capsys, "sample", "--checkpoint", b, "--n", 1, "--steps", 1)
+    assert code == 2
+    line = _error_line(err, "flowlm sample: error:", "another configuration")
+    assert "tokenizer" in line and "vocab_size" in line
+    assert _snapshot(b) == before
+
+    # C's checkpoint (width 64) dropped into A's run files (width 32)
+    a2 = tmp_path / "a2"
+    shutil.copytree(run_dir, a2)
+    shutil.copy(c / "checkpoint.safetensors", a2 / "checkpoint.safetensors")
+    code, _, err = _run(capsys, "sample", "--checkpoint", a2 / "checkpoint.safetensors", "--n", 1)
+    assert code == 2
+    _error_line(err, "model.width: checkpoint has 64, expected 32")
+
+    # a distilled model is not a teacher
+    code, _, err = _run(capsys, "distill", "--teacher", b, "--out-dir", tmp_path / "x")  # b is still broken
+    assert code == 2 and not (tmp_path / "x").exists()
+
+
+def test_distill_refuses_a_student_as_teacher_and_model_overrides(run_dir, tmp_path, capsys):
+    student = tmp_path / "sg"
+    assert main(["distill", "--teacher", str(run_dir), "--steps", "1", "--out-dir", str(student),
+                 "--set", "n_samples=1"]) == 0
+    capsys.readouterr()
+    code, _, err = _run(capsys, "distill", "--teacher", student, "--out-dir", tmp_path / "sg2")
+    assert code == 2
+    _error_line(err, "the teacher must be an FLM")
+    code, _, err = _run(capsys, "distill", "--teacher", run_dir, "--set", "depth=3", "--out-dir", tmp_path / "sg3")
+    assert code == 2
+    _error_line(err, "contradicts the teacher", "depth")
+    # resuming a student with another method is refused
+    code, _, err = _run(capsys, "distill", "--teacher", run_dir, "--method", "eulerian", "--out-dir", student)
+    assert code == 2
+    _error_line(err, "distilled with semigroup, not eulerian")
+    assert not (tmp_path / "sg2").exists() and not (tmp_path / "sg3").exists()
+
+
+def test_sample_errors(run_dir, tmp_path, capsys):
+    existing = tmp_path / "keep.txt"
+    existing.write_text("precious")
+    code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--out", existing)
+    assert code == 2
+    _error_line(err, "already exists")
+    assert existing.read_text() == "precious"
+    code, _, err = _run(capsys, "sample", "--checkpoint", tmp_path / "nowhere")
+    assert code == 2
+    _error_line(err, "no checkpoint at")
+    code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--length", 999)
+    assert code == 2
+    _error_line(err, "exceeds the model's sequence length 32")
+    not_ckpt = tmp_path / "fake.safetensors"
+    not_ckpt.write_text("hello")
+    code, _, err = _run(capsys, "sample", "--checkpoint", not_ckpt)
+    assert code == 2
+    _error_line(err, "not a readable checkpoint")
+
+
+def test_bad_overrides(corpus, tmp_path, capsys):
+    for args, needle in (
+        (["--set", "stepz=3"], "did you mean 'steps'"),
+        (["--set", "steps=many"], "expected an integer"),
+        (["--set", "heads=3"], "divisible by heads 3"),
+        (["--set", "tokenizer=words"], "tokenizer must be one of"),
+        (["--set", "seq_len=4096"], "shorter than one sequence of 4096 tokens"),
+    ):
+        code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", tmp_path / "r", *args)
+        assert code == 2, args
+        _error_line(err, needle)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as e:  # argparse's own usage error for an unknown preset
+        main(["train", "--preset", "huge"])
+    assert e.value.code == 2
