@@ -415,6 +415,9 @@ def _save_stages(path: Path, stages: dict) -> None:
     os.replace(tmp, path)
 
 
+_NOT_FLM = ("sample_steps", "n_samples", "gamma")
+
+
 def run_quickstart(
     plan: QuickstartPlan, *, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> list[EvalRecord]:
@@ -439,19 +442,27 @@ def run_quickstart(
         device = resolve_device(cfg.device)
         say(f"[0/4] loading the evaluator {plan.evaluator}")
         evaluator = load_evaluator(plan.evaluator, device=device)
-        # 1. FLM
-        flm_ckpt = _stage_done(stages, "train", cfg_dict)
+        # 1. FLM (keyed by the fields that shape the FLM: distillation/sampling settings do not retrain)
+        flm_dict = {k: v for k, v in cfg_dict.items() if not k.startswith("distill_") and k not in _NOT_FLM}
+        flm_ckpt = _stage_done(stages, "train", flm_dict)
         if flm_ckpt is None:
             say(f"[1/4] training the FLM ({cfg.preset}: {cfg.steps} steps) in {out / 'flm'}")
             flm_ckpt = train_flm(cfg, plan.data, out / "flm", resume=True)
-            stages["train"] = {"checkpoint": str(flm_ckpt), "hash": file_hash(flm_ckpt), "config": cfg_dict}
+            stages["train"] = {"checkpoint": str(flm_ckpt), "hash": file_hash(flm_ckpt), "config": flm_dict}
             _save_stages(stages_path, stages)
         else:
             say(f"[1/4] FLM already trained: {flm_ckpt}")
         bar.update()
         # 2. FMLM
         fmlm_ckpt = _stage_done(stages, "distill", cfg_dict)
-        if fmlm_ckpt is None or stages.get("distill", {}).get("teacher_hash") != stages["train"]["hash"]:
+        old_teacher = stages.get("distill", {}).get("teacher_hash")
+        if old_teacher is not None and old_teacher != stages["train"]["hash"] and (out / "fmlm").exists():
+            # the FLM changed (e.g. trained longer): distill afresh, keep the old student aside
+            stale = out / f"fmlm.stale-{old_teacher}"
+            say(f"[2/4] the FLM changed since the last distillation; moving {out / 'fmlm'} to {stale}")
+            (out / "fmlm").rename(stale)
+            fmlm_ckpt = None
+        if fmlm_ckpt is None or old_teacher != stages["train"]["hash"]:
             say(f"[2/4] distilling the FMLM ({cfg.distill_method}: {cfg.distill_steps} steps) in {out / 'fmlm'}")
             fmlm_ckpt = distill_fmlm(cfg, flm_ckpt, cfg.distill_method, out / "fmlm", resume=True, data=plan.data)
             stages["distill"] = {"checkpoint": str(fmlm_ckpt), "hash": file_hash(fmlm_ckpt), "config": cfg_dict,

@@ -12,6 +12,8 @@ from flowlm.cli.main import main
 from flowlm.evaluation import load_record, load_records
 
 FMLM_STEPS, FLM_STEPS = (1, 2, 4, 8), (8, 16, 32, 64, 128)
+# the tests sharing the tiny run go to one xdist worker (the run is built once per worker)
+shared_run = pytest.mark.xdist_group("quickstart-tiny")
 
 
 def _table_rows(text: str) -> list[list[str]]:
@@ -27,6 +29,7 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@shared_run
 @pytest.mark.slow
 def test_quickstart_tiny_writes_a_complete_report(tiny_run, capsys):
     report = tiny_run / "report"
@@ -59,6 +62,7 @@ def test_quickstart_tiny_writes_a_complete_report(tiny_run, capsys):
     assert "## held-out data" in samples and "## FMLM, 1 steps" in samples and "## FLM, 128 steps" in samples
 
 
+@shared_run
 @pytest.mark.slow
 def test_quickstart_rerun_skips_finished_stages(tiny_run, monkeypatch, capsys):
     import flowlm.pipeline as pipeline
@@ -76,6 +80,28 @@ def test_quickstart_rerun_skips_finished_stages(tiny_run, monkeypatch, capsys):
     assert {p.name: p.read_text() for p in (tiny_run / "records").glob("*.json")} == before
     # the table is printed to stdout at the end
     assert len(_table_rows(out.out)) == 1 + len(FMLM_STEPS) + len(FLM_STEPS)
+
+
+@shared_run
+@pytest.mark.slow
+def test_quickstart_more_distillation_does_not_retrain(tiny_run, monkeypatch, capsys):
+    import flowlm.pipeline as pipeline
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the FLM was retrained although only distillation settings changed")
+
+    monkeypatch.setattr(pipeline, "train_flm", forbidden)
+    flm_rec = (tiny_run / "records" / "flm-008.json").read_text()
+    old_fmlm = load_record(tiny_run / "records" / "fmlm-001.json")
+    args = ["quickstart", "--preset", "tiny", "--out-dir", str(tiny_run), "--no-progress", "--device", "cpu",
+            "--set", "distill_steps=12"]
+    assert main(args) == 0
+    assert "distilling the FMLM" in capsys.readouterr().err
+    stages = json.loads((tiny_run / "stages.json").read_text())
+    assert stages["distill"]["config"]["distill_steps"] == 12
+    new_fmlm = load_record(tiny_run / "records" / "fmlm-001.json")
+    assert new_fmlm.checkpoint_hash != old_fmlm.checkpoint_hash  # re-evaluated with the new student
+    assert (tiny_run / "records" / "flm-008.json").read_text() == flm_rec  # FLM rows kept
 
 
 def test_quickstart_bad_input_gives_clear_errors(tmp_path, capsys):
@@ -97,6 +123,7 @@ def test_quickstart_bad_input_gives_clear_errors(tmp_path, capsys):
 # flowlm eval
 
 
+@shared_run
 @pytest.mark.slow
 def test_eval_cli_reproduces_the_quickstart_record(tiny_run, tmp_path, capsys):
     from flowlm.evaluation import file_hash
@@ -132,6 +159,7 @@ def test_eval_cli_bad_input_gives_clear_errors(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+@shared_run
 @pytest.mark.slow
 def test_eval_cli_scores_a_text_file(tmp_path, capsys):
     texts = tmp_path / "samples.txt"
@@ -146,6 +174,7 @@ def test_eval_cli_scores_a_text_file(tmp_path, capsys):
 # flowlm bench
 
 
+@shared_run
 @pytest.mark.slow
 def test_bench_measures_every_setting_and_the_speedup(tiny_run, tmp_path, capsys):
     out = tmp_path / "sampling"
@@ -177,6 +206,7 @@ def test_bench_rejects_missing_checkpoints(tmp_path, capsys):
     assert "run `flowlm quickstart` first" in capsys.readouterr().err
 
 
+@shared_run
 @pytest.mark.slow
 def test_bench_rejects_swapped_checkpoints(tiny_run, tmp_path, capsys):
     code = main(["bench", "--flm", str(tiny_run / "fmlm"), "--fmlm", str(tiny_run / "flm"), "--device", "cpu",
