@@ -201,12 +201,16 @@ class DecodingErrorSchedule(TimeSchedule):
         tau = tau - torch.where(t == 0.0, tau.detach(), torch.zeros_like(tau))  # exact 0, keeps dτ/dt(0)
         return torch.where(inside, tau.clamp(max=1.0), torch.ones_like(tau))
 
-    def _dtau_work(self, t: Tensor) -> Tensor:
-        """dτ/dt for ``t`` in the working dtype, by reverse-mode autograd of the elementwise τ (no graph kept)."""
-        with torch.enable_grad():
-            leaf = t.detach().requires_grad_(True)
-            (d,) = torch.autograd.grad(self._tau_work(leaf).sum(), leaf)
-        return d
+    def _tau_and_slope(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(τ(t), dτ/dt) for ``t < 1`` in the working dtype, no graph: dτ/dt = ρ'(t)·Σ_j w'_j φ(ρ − m_j)
+        (ρ' by forward-mode autograd of the interpolant). Used by the table build and Newton steps."""
+        m, w, phi0 = self._rule(t.device, t.dtype)
+        t_safe = torch.where(t < 1.0, t, torch.zeros_like(t))
+        rho, drho = torch.func.jvp(self.interpolant.rho, (t_safe,), (torch.ones_like(t_safe),))
+        z = rho.unsqueeze(-1) - m  # [*shape, N]
+        tau = (torch.special.ndtr(z) - phi0) @ w
+        slope = drho * ((torch.exp(-0.5 * z * z) @ w) * (1.0 / math.sqrt(2.0 * math.pi)))
+        return tau, slope
 
     def tau_of_t(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
         r"""τ(t) by quadrature: Σ_j w_j [Φ(ρ(t) − m_j) − Φ(−m_j)] / Σ_j w_j Φ(m_j).
@@ -245,7 +249,7 @@ class DecodingErrorSchedule(TimeSchedule):
             hi = torch.where(below, hi, mid)
         t_k = 0.5 * (lo + hi)  # [K+1]
         t_k = torch.cummax(t_k, 0).values  # monotone nodes (guards against last-bit ties)
-        dtau = self._dtau_work(t_k)
+        _, dtau = self._tau_and_slope(t_k)
         slope = target * (1.0 - target) / dtau  # dt/dy = τ(1−τ) / τ'(t)
         slope = torch.nan_to_num(slope, nan=0.0, posinf=0.0).clamp(min=0.0)
         # Fritsch–Carlson: scale slopes so each cubic is monotone (no-op when already fine)
@@ -294,7 +298,7 @@ class DecodingErrorSchedule(TimeSchedule):
         t = torch.where(x < self.tau_min, x * (t_first / self.tau_min), t)
         t = torch.where(x > 1.0 - self.tau_min, 1.0 - (1.0 - x) * ((1.0 - t_last) / self.tau_min), t)
         for _ in range(int(newton_steps)):
-            value, slope = self._tau_work(t), self._dtau_work(t)
+            value, slope = self._tau_and_slope(t)
             step = torch.where(slope > 0, (value - x) / slope, 0.0)
             t = torch.where((x > 0.0) & (x < 1.0), (t - step).clamp(0.0, 1.0), t)
         return t.to(tau.dtype)
