@@ -37,8 +37,9 @@ import torch
 from torch import nn
 
 from flowlm.data import build_datasets, build_tokenizer, load_documents, tokenizer_from_spec
-from flowlm.data.corpus import documents_fingerprint
-from flowlm.data.tokenizers import Tokenizer
+from flowlm.data.corpus import cache_dir, documents_fingerprint
+from flowlm.data.packing import encode_documents
+from flowlm.data.tokenizers import Tokenizer, spec_digest
 from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig, resolve_device
 
 __all__ = [
@@ -134,10 +135,29 @@ def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokeniz
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, "\n\n".join(docs) if cfg.tokenizer in ("char", "bpe") else None,
                                     vocab_size=cfg.vocab_size or None)
-    splits = build_datasets(tokenizer, cfg.seq_len, batch_size, docs=docs, seed=cfg.seed,
-                            val_fraction=cfg.val_fraction, split_by=cfg.split_by)
     fingerprint = documents_fingerprint(docs)
+    splits = build_datasets(tokenizer, cfg.seq_len, batch_size, seed=cfg.seed, val_fraction=cfg.val_fraction,
+                            split_by=cfg.split_by, encoded=_encoded(docs, tokenizer, fingerprint))
     return tokenizer, splits, fingerprint
+
+
+def _encoded(docs: list[str], tok: Tokenizer, fingerprint: str) -> list[torch.Tensor]:
+    """``encode_documents(docs, tok)``, cached in ``$FLOWLM_CACHE/tokens/`` by corpus and tokenizer."""
+    path = cache_dir() / "tokens" / f"{fingerprint}-{tok.kind}-{spec_digest(tok.spec())}.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, weights_only=True)
+            if isinstance(cached, list) and len(cached) == len(docs):
+                return cached
+        except Exception:  # a damaged cache entry is rebuilt below
+            pass
+    encoded = encode_documents(docs, tok)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    os.close(fd)
+    torch.save(encoded, tmp)
+    os.replace(tmp, path)
+    return encoded
 
 
 def _device(cfg: RunConfig) -> torch.device:

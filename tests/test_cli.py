@@ -48,6 +48,14 @@ def _error_line(err: str, *needles: str) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Token caches of these runs go to a temporary $FLOWLM_CACHE, not the user's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("corpus") / "sonnet.txt"

@@ -22,57 +22,45 @@ from jaxtyping import Int
 from torch import Tensor
 
 from flowlm.data.corpus import load_documents
-from flowlm.data.packing import PackingError, pack_documents, split_blocks, split_documents
+from flowlm.data.packing import PackingError, encode_documents, pack_ids, split_blocks, split_documents
 from flowlm.data.tokenizers import Tokenizer
+from flowlm.training.batches import TensorBatchSource
 
 __all__ = ["PackedDataset", "DataSplits", "build_datasets"]
 
 
-class PackedDataset:
-    """Blocks ``[N, L]`` served as global batches of ``batch_size``, reshuffled every epoch."""
+class PackedDataset(TensorBatchSource):
+    """Blocks ``[N, L]`` served as global batches of ``batch_size``, reshuffled every epoch.
+
+    The batch law is :class:`flowlm.training.TensorBatchSource`'s (step ``k`` = positions
+    ``k·B … k·B + B − 1`` of ``perm_0 ‖ perm_1 ‖ …``, one seeded permutation per epoch); this class
+    adds argument checks, the evaluation iterator and the dataset's shape.
+    """
 
     def __init__(self, blocks: Int[Tensor, "N L"], batch_size: int, seed: int = 0) -> None:
         if blocks.ndim != 2 or blocks.shape[0] < 1:
             raise PackingError(f"need a non-empty [N, L] block tensor, got shape {tuple(blocks.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.blocks = blocks.long().contiguous()
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self._perm_epoch = -1
-        self._perm: Tensor | None = None
+        super().__init__(blocks.long().contiguous(), batch_size, seed)
+
+    @property
+    def blocks(self) -> Int[Tensor, "N L"]:
+        return self.tokens
 
     @property
     def num_blocks(self) -> int:
-        return self.blocks.shape[0]
+        return self.tokens.shape[0]
 
     @property
     def seq_len(self) -> int:
-        return self.blocks.shape[1]
+        return self.tokens.shape[1]
 
     def __len__(self) -> int:
         return self.num_blocks
 
-    def _permutation(self, epoch: int) -> Tensor:
-        if epoch != self._perm_epoch:
-            # one independent stream per (seed, epoch)
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm, self._perm_epoch = torch.randperm(self.num_blocks, generator=g), epoch
-        assert self._perm is not None
-        return self._perm
-
-    def indices(self, step: int) -> Int[Tensor, " B"]:
-        """Block indices of the global batch of ``step``."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        n, out = self.num_blocks, []
-        for i in range(step * self.batch_size, (step + 1) * self.batch_size):
-            epoch, pos = divmod(i, n)
-            out.append(int(self._permutation(epoch)[pos]))
-        return torch.tensor(out, dtype=torch.long)
-
     def get(self, step: int, rank: int = 0, world_size: int = 1) -> Int[Tensor, "Bl L"]:
         """Rows ``rank·B/W … (rank+1)·B/W − 1`` of the global batch of ``step`` (a CPU LongTensor)."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         if self.batch_size % world_size:
@@ -80,9 +68,7 @@ class PackedDataset:
                 f"global batch {self.batch_size} does not split evenly over {world_size} ranks; "
                 f"use a batch size divisible by {world_size}"
             )
-        local = self.batch_size // world_size
-        idx = self.indices(step)[rank * local : (rank + 1) * local]  # [B_local]
-        return self.blocks[idx]  # [B_local, L]
+        return super().get(step, rank, world_size)  # [B_local, L]
 
     def iter_blocks(self, batch_size: int) -> Iterator[Int[Tensor, "b L"]]:
         """All blocks once, in order, in batches of ``batch_size`` (for evaluation)."""
@@ -109,15 +95,17 @@ def build_datasets(
     seed: int = 0,
     val_fraction: float = 0.05,
     split_by: str = "block",
+    encoded: list[Tensor] | None = None,
 ) -> DataSplits:
     """Load the corpus (``path``; ``None`` = embedded) or take ``docs``, pack it, split it.
 
     ``split_by="block"`` (default) or ``"document"``; see :mod:`flowlm.data.packing`.
+    ``encoded`` (``encode_documents(docs, tokenizer)``, e.g. from a cache) skips the encoding.
     """
-    if docs is None:
-        docs = load_documents(path)
+    if encoded is None:
+        encoded = encode_documents(docs if docs is not None else load_documents(path), tokenizer)
     if split_by == "block":
-        blocks = pack_documents(docs, tokenizer, seq_len)
+        blocks = pack_ids(encoded, seq_len)
         if blocks.shape[0] == 0:
             raise PackingError(
                 f"the corpus is shorter than one sequence of {seq_len} tokens; give more text or "
@@ -125,9 +113,9 @@ def build_datasets(
             )
         train, val = split_blocks(blocks, val_fraction, seed)
     elif split_by == "document":
-        tr, va = split_documents(len(docs), val_fraction, seed)
-        train = pack_documents([docs[i] for i in tr], tokenizer, seq_len)
-        val = pack_documents([docs[i] for i in va], tokenizer, seq_len)
+        tr, va = split_documents(len(encoded), val_fraction, seed)
+        train = pack_ids([encoded[i] for i in tr], seq_len)
+        val = pack_ids([encoded[i] for i in va], seq_len)
         if train.shape[0] == 0:
             raise PackingError(f"the training documents are shorter than one sequence of {seq_len} tokens")
     else:

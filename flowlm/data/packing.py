@@ -32,18 +32,20 @@ class PackingError(ValueError):
     """A corpus too short for the requested block length or split."""
 
 
-def encode_documents(docs: Sequence[str], tokenizer: Tokenizer) -> list[list[int]]:
-    """``[BOS] + encode(doc) + [EOS]`` for each document."""
-    return [[tokenizer.bos_id, *tokenizer.encode(d), tokenizer.eos_id] for d in docs]
+def encode_documents(docs: Sequence[str], tokenizer: Tokenizer) -> list[Int[Tensor, " n"]]:
+    """``[BOS] + encode(doc) + [EOS]`` for each document, as LongTensors."""
+    bos, eos = tokenizer.bos_id, tokenizer.eos_id
+    return [torch.tensor([bos, *tokenizer.encode(d), eos], dtype=torch.long) for d in docs]
 
 
-def pack_ids(token_lists: Sequence[Sequence[int]], length: int) -> Int[Tensor, "N L"]:
+def pack_ids(token_lists: Sequence[Sequence[int] | Tensor], length: int) -> Int[Tensor, "N L"]:
     """Concatenate ``token_lists`` and cut the stream into ``N = ⌊total / L⌋`` blocks of ``L``."""
     if length < 1:
         raise PackingError(f"block length must be >= 1, got {length}")
-    stream = torch.tensor([t for ids in token_lists for t in ids], dtype=torch.long)  # [T]
+    parts = [torch.as_tensor(ids, dtype=torch.long).reshape(-1) for ids in token_lists]
+    stream = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)  # [T]
     n = stream.numel() // length
-    return stream[: n * length].view(n, length)  # [N, L]
+    return stream[: n * length].reshape(n, length).clone()  # [N, L]
 
 
 def pack_documents(docs: Sequence[str], tokenizer: Tokenizer, length: int) -> Int[Tensor, "N L"]:
