@@ -16,7 +16,6 @@ where D is 0). At t = 1 the posterior concentrates on the best-matching sequence
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -82,8 +81,9 @@ class FiniteSequences:
     def __call__(self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
         """Logits log D_t(x), D = Σ_k π_k onehot(k), floored at log(tiny)."""
         post = self.posterior(x, t)  # [B, K]
-        onehots = F.one_hot(self.sequences.to(x.device), self.vocab_size).to(x.dtype)  # [K, L, V]
-        denoised = torch.einsum("bk,klv->blv", post, onehots)  # [B, L, V]
+        B, K, L = post.shape[0], post.shape[1], self.length
+        index = self.sequences.to(x.device).T.expand(B, L, K)  # [B, L, K]: token of sequence k at l
+        denoised = torch.zeros_like(x).scatter_add_(-1, index, post[:, None, :].expand(B, L, K))  # [B, L, V]
         return denoised.clamp_min(torch.finfo(x.dtype).tiny).log()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Int[Tensor, "n L"]:
