@@ -85,6 +85,9 @@ def _model_differences(old: RunConfig, new: RunConfig) -> list[str]:
 def _existing_run(out: Path, kind: str, cfg: RunConfig, resume: bool) -> dict[str, Any] | None:
     """The run.json of ``out`` if it holds a run we may continue; ``None`` for a fresh directory."""
     if not (out / "run.json").exists() and not (out / CHECKPOINT_NAME).exists():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise RunError(f"{out} exists and is not a flowlm run directory; choose a new or empty --out-dir "
+                           "(nothing was changed)")
         return None
     if not resume:
         raise RunError(f"{out} already holds a run; continue it with --resume or pick a new --out-dir "

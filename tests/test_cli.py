@@ -193,6 +193,14 @@ def test_existing_run_is_never_clobbered(run_dir, corpus, tmp_path, capsys):
     assert code == 2
     _error_line(err, "cannot resume", "other data")
     assert _snapshot(run_dir) == before
+    # a folder that holds other things is not taken over as a run directory
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "config.json").write_text("mine")
+    code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", busy)
+    assert code == 2
+    _error_line(err, "is not a flowlm run directory")
+    assert _snapshot(busy) == {"config.json": b"mine"}
 
 
 def test_checkpoint_with_another_tokenizer_or_config_is_refused(run_dir, corpus, tmp_path, capsys):
@@ -280,3 +288,28 @@ def test_bad_overrides(corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # argparse's own usage error for an unknown preset
         main(["train", "--preset", "huge"])
     assert e.value.code == 2
+
+
+# ----------------------------------------------------------------------------- presets
+def test_presets_build_valid_models():
+    from flowlm.presets import PRESETS, preset
+
+    sizes = {}
+    for name in PRESETS:
+        cfg = preset(name)
+        dit = cfg.dit_config(vocab_size=100)
+        sizes[name] = (dit.depth, dit.width, dit.heads, dit.max_length)
+        assert cfg.to_dict() == type(cfg).from_dict(json.loads(cfg.to_json())).to_dict()  # JSON round trip
+    assert sizes["lm1b"] == (12, 768, 12, 128) and sizes["owt"] == (12, 768, 12, 1024)  # the paper's sizes
+    assert preset("lm1b").tokenizer == "bert" and preset("owt").tokenizer == "gpt2"
+
+
+def test_overrides_parse_with_the_field_type():
+    from flowlm.presets import ConfigError, apply_overrides, preset
+
+    cfg = apply_overrides(preset("tiny"), ["steps=1e3", "lr=0.5", "compile=yes", "tokenizer=bpe", "attn_softcap=0"])
+    assert (cfg.steps, cfg.lr, cfg.compile, cfg.tokenizer) == (1000, 0.5, True, "bpe")
+    assert cfg.dit_config(50).attn_softcap is None  # 0 switches the cap off
+    for bad, needle in ((["steps=1.5"], "integer"), (["compile=maybe"], "boolean"), (["steps"], "field=value")):
+        with pytest.raises(ConfigError, match=needle):
+            apply_overrides(cfg, bad)

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from flowlm.pipeline import train_flm
 
     cfg = config_from_args(args, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    if cfg.preset in ("lm1b", "owt") and args.data is None:
+        print(f"flowlm train: note: the {cfg.preset} preset is sized for its own corpus; without --data it "
+              "trains on the embedded Shakespeare plays", file=sys.stderr)
     out_dir = args.out_dir or f"runs/{cfg.preset}-flm"
     ckpt = train_flm(cfg, data=args.data, out_dir=out_dir, resume=args.resume)
     print(f"checkpoint: {ckpt}")
