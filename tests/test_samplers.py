@@ -8,7 +8,7 @@ import torch
 
 from flowlm.interpolants import Cosine, DecodingErrorSchedule, IdentitySchedule, Interpolant, Linear
 from flowlm.oracles import ExactFlowMap, FactorizedCategorical, FiniteSequences
-from flowlm.samplers import EulerSampler, HeunSampler, SamplerOutput, TorchdiffeqSampler, argmax_decode
+from flowlm.samplers import EulerSampler, HeunSampler, SamplerOutput, TorchdiffeqSampler, argmax_decode, nu_of_t, t_of_nu
 
 F64 = torch.float64
 
@@ -32,6 +32,20 @@ def factorized(seed=0, L=3, V=4, interp=None):
 
 def probs_of(den, x, t):
     return torch.softmax(den(x, torch.full((x.shape[0],), float(t), dtype=x.dtype)), -1)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "quadratic", "sqrt"])
+def test_log_snr_time_inverts(name):
+    """t(ν(t)) = t for the closed forms and for the table + secant inversion of custom interpolants."""
+    interp = {"linear": Linear(), "cosine": Cosine(),
+              "quadratic": Interpolant.from_functions(lambda t: 1 - t**2, lambda t: 1 - (1 - t) ** 2),
+              "sqrt": Interpolant.from_functions(lambda t: torch.sqrt(1 - t), lambda t: t)}[name]
+    t = torch.cat([torch.linspace(0, 1, 2001, dtype=F64), torch.rand(500, dtype=F64) ** 0.2])
+    nu = nu_of_t(interp, t)
+    back = t_of_nu(interp, nu)
+    assert back.dtype == F64 and back.shape == t.shape
+    torch.testing.assert_close(back, t, rtol=0, atol=1e-13)
+    assert t_of_nu(interp, torch.tensor([math.inf, 60.0], dtype=F64)).tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_euler_step_to_one_is_the_denoiser_for_linear():
