@@ -1,7 +1,7 @@
 r"""The denoiser abstraction and the FLM objective.
 
 A *denoiser* maps a noisy state and an interpolation time to per-token logits:
-``den(x: [B, L, V], t: [B]) -> logits [B, L, V]``; ``softmax(logits)`` estimates
+``den(x: [B, L, D], t: [B]) -> logits [B, L, V]``; ``softmax(logits)`` estimates
 :math:`D_t(x) = \mathbb E[x_1 \mid x_t = x]`, a point on the probability simplex per token.
 Exact oracles (:mod:`flowlm.oracles`) and trained networks both satisfy this protocol.
 """
@@ -16,6 +16,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from flowlm.interpolants.base import Interpolant
+from flowlm.states import StateSpace
 
 __all__ = ["Denoiser", "softcap", "flm_loss", "velocity", "denoised_probs"]
 
@@ -26,7 +27,7 @@ class Denoiser(Protocol):
 
     vocab_size: int
 
-    def __call__(self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]: ...
+    def __call__(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]: ...
 
 
 def softcap(z: Float[Tensor, "*shape"], cap: float | None) -> Float[Tensor, "*shape"]:
@@ -54,13 +55,19 @@ def flm_loss(
     return (ce * mask).sum() / n
 
 
-def denoised_probs(den: Denoiser, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-    """softmax of the denoiser's logits: D_t(x) on the simplex."""
+def denoised_probs(den: Denoiser, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+    """softmax of the denoiser's logits: D_t(x) on the simplex. ``x`` is a state of any
+    :class:`~flowlm.states.StateSpace` (``D = V`` one-hot, ``D = d`` projected)."""
     return torch.softmax(den(x, t).float(), dim=-1).to(x.dtype)
 
 
 def velocity(
-    den: Denoiser, interpolant: Interpolant, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]
-) -> Float[Tensor, "B L V"]:
-    """b_t(x) = (α'/α)·x + α·ρ'·D_t(x) (Linear: (D − x)/(1 − t)). Requires t < 1."""
-    return interpolant.velocity_from_denoiser(x, t, denoised_probs(den, x, t))
+    den: Denoiser,
+    interpolant: Interpolant,
+    x: Float[Tensor, "B L D"],
+    t: Float[Tensor, " B"],
+    space: StateSpace | None = None,
+) -> Float[Tensor, "B L D"]:
+    """b_t(x) = (α'/α)·x + α·ρ'·embed(D_t(x)) (Linear, one-hot: (D − x)/(1 − t)). Requires t < 1."""
+    probs = denoised_probs(den, x, t)
+    return interpolant.velocity_from_denoiser(x, t, space.embed(probs) if space is not None else probs)
