@@ -32,7 +32,7 @@ from flowlm.samplers.decode import argmax_decode
 from flowlm.samplers.pf_ode import probs_from_logits
 from flowlm.states import OneHotSpace, StateSpace
 
-__all__ = ["SamplerOutput", "Sampler", "FixedStepSampler", "denoise", "drift"]
+__all__ = ["SamplerOutput", "Sampler", "FixedStepSampler", "denoise", "drift", "time_dtype"]
 
 
 @dataclass
@@ -51,15 +51,19 @@ class SamplerOutput:
     trajectory: list[Tensor] | None = None
 
 
+def time_dtype(x: Tensor) -> torch.dtype:
+    """Times are kept in at least float32, whatever the state's dtype (a bf16 grid would collapse near 1)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def denoise(den: Denoiser, x: Tensor, t: Tensor) -> Tensor:
     """D_t(x) = softmax(den(x, t)) in the dtype of ``x``; ``t`` a scalar tensor or ``[B]``."""
-    t = t.to(x.dtype).expand(x.shape[0])  # [B]
-    return probs_from_logits(den(x, t), x.dtype)
+    return probs_from_logits(den(x, t.expand(x.shape[0])), x.dtype)
 
 
 def drift(interpolant: Interpolant, x: Tensor, t: Tensor, embedded: Tensor) -> Tensor:
-    """b_t(x) = (α'/α)·x + αρ'·embed(D) for a scalar or ``[B]`` time ``t < 1``."""
-    return interpolant.velocity_from_denoiser(x, t.to(x.dtype).expand(x.shape[0]), embedded)
+    """b_t(x) = (α'/α)·x + αρ'·embed(D) for a scalar or ``[B]`` time ``t < 1`` (in the dtype of x)."""
+    return interpolant.velocity_from_denoiser(x, t.expand(x.shape[0]), embedded).to(x.dtype)
 
 
 def resolve_space(den: Denoiser, space: StateSpace | None) -> StateSpace:
@@ -139,7 +143,7 @@ class FixedStepSampler(Sampler):
         self.n_steps = n_steps
 
     def times(self, schedule: TimeSchedule, interpolant: Interpolant, x0: Tensor) -> Float[Tensor, " T"]:
-        return schedule.grid(self.n_steps, device=x0.device, dtype=x0.dtype)[:-1]
+        return schedule.grid(self.n_steps, device=x0.device, dtype=time_dtype(x0))[:-1]
 
     @abstractmethod
     def step(
@@ -163,7 +167,8 @@ class FixedStepSampler(Sampler):
         if trajectory is not None:
             trajectory.append(x)
         for i in range(times.shape[0] - 1):
-            x, n = self.step(den, interpolant, space, x, times[i], times[i + 1])
+            x_next, n = self.step(den, interpolant, space, x, times[i], times[i + 1])
+            x = x_next.to(x.dtype)
             nfe += n
             if trajectory is not None:
                 trajectory.append(x)

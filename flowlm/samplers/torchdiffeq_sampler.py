@@ -25,7 +25,7 @@ from torchdiffeq import odeint
 from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.samplers.base import Sampler, resolve_space
+from flowlm.samplers.base import Sampler, resolve_space, time_dtype
 from flowlm.samplers.pf_ode import LogSNRFlow, nu_of_t, t_of_nu
 from flowlm.states import StateSpace
 
@@ -62,8 +62,8 @@ class TorchdiffeqSampler(Sampler):
 
     def times(self, schedule: TimeSchedule, interpolant: Interpolant, x0: Tensor) -> Float[Tensor, " T"]:
         if self.n_steps is not None:
-            return schedule.grid(self.n_steps, device=x0.device, dtype=x0.dtype)[:-1]
-        nu_end = torch.full((1,), math.log1p(self.rho_max), dtype=x0.dtype, device=x0.device)
+            return schedule.grid(self.n_steps, device=x0.device, dtype=time_dtype(x0))[:-1]
+        nu_end = torch.full((1,), math.log1p(self.rho_max), dtype=time_dtype(x0), device=x0.device)
         return torch.cat([torch.zeros_like(nu_end), t_of_nu(interpolant, nu_end)])  # [0, t(ρ_max)]
 
     @typing.no_type_check
@@ -85,6 +85,8 @@ class TorchdiffeqSampler(Sampler):
         def rhs(nu: Tensor, z: Tensor) -> Tensor:
             return flow(z, nu.expand(B))[0]
 
+        work = time_dtype(x)  # integrate in at least float32
+        times = times.to(work)
         nus = nu_of_t(interpolant, times)  # [T]
         options = dict(self.options or {})
         if self.method in FIXED_METHODS:
@@ -92,9 +94,9 @@ class TorchdiffeqSampler(Sampler):
         else:  # step exactly onto every output time instead of interpolating the dense output
             kwargs = {"rtol": self.rtol, "atol": self.atol}
             options.setdefault("step_t", nus[1:])
-        z0 = x / flow.scale(times[0])
+        z0 = x.to(work) / flow.scale(times[0])
         zs = odeint(rhs, z0, nus, method=self.method, options=options or None, **kwargs)  # [T, B, L, D]
-        states = flow.scale(times).reshape(-1, 1, 1, 1) * zs  # x = (α + β)·z
+        states = (flow.scale(times).reshape(-1, 1, 1, 1) * zs).to(x.dtype)  # x = (α + β)·z
         if trajectory is not None:
             trajectory.extend(states.unbind(0))
         return states[-1], flow.nfe
