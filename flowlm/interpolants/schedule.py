@@ -37,9 +37,16 @@ def _work_dtype(device: torch.device) -> torch.dtype:
 
 
 def _validate_time(name: str, x: Tensor) -> None:
-    """``check_unit_interval`` unless tracing or transformed (see :func:`_skip_checks`)."""
-    if not _skip_checks(x):
-        check_unit_interval(name, x.detach() if torch.is_tensor(x) else x)
+    """``check_unit_interval`` unless tracing or transformed (see :func:`_skip_checks`).
+
+    Valid input costs one device sync (a single fused range test); the detailed check, with its
+    error message, runs only when that test fails.
+    """
+    if _skip_checks(x):
+        return
+    if torch.is_tensor(x) and x.is_floating_point() and bool(((x >= 0) & (x <= 1)).all()):
+        return  # NaN fails both comparisons and falls through to the detailed check
+    check_unit_interval(name, x.detach() if torch.is_tensor(x) else x)
 
 
 class TimeSchedule(ABC):
