@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowlm.cli.common import HelpFormatter, add_data_arg, user_errors
+from flowlm.cli.common import add_data_arg, user_errors
 
 EXAMPLES = """\
 examples:
@@ -48,24 +48,26 @@ def _steps(text: str) -> tuple[int, ...]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="sampling latency/throughput: one-step FMLM vs multi-step FLM (+ Gen PPL-matched speed-up)",
-        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+        description="sampling latency/throughput of FMLM 1/2/4/8 steps vs FLM N steps on one backbone, and the Gen-PPL-matched speed-up of one-step FMLM.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--run-dir", default="runs/quickstart", metavar="DIR",
-                   help="a quickstart folder holding flm/ and fmlm/ runs")
+                   help="a quickstart folder holding flm/ and fmlm/ runs (default: runs/quickstart)")
     p.add_argument("--flm", metavar="CKPT", default=None, help="FLM checkpoint (overrides --run-dir)")
     p.add_argument("--fmlm", metavar="CKPT", default=None, help="FMLM checkpoint (overrides --run-dir)")
     p.add_argument("--preset", default=None,
                    help="train + distill this run preset into runs/bench-<preset> first (resumable), e.g. tiny")
-    p.add_argument("--fmlm-steps", type=_steps, default=(1, 2, 4, 8), metavar="1,2,4,8")
+    p.add_argument("--fmlm-steps", type=_steps, default=(1, 2, 4, 8), metavar="1,2,4,8",
+                   help="FMLM step sweep (default: 1,2,4,8)")
     p.add_argument("--flm-steps", type=_steps, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
-                   help="FLM step sweep (fine at the low end, so the Gen PPL match is tight)")
-    p.add_argument("--batch", type=int, default=32, help="batch size for throughput and Gen PPL")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per setting (best reported, median stored)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--evaluator", default="smollm2-135m", help="Gen PPL evaluator")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+                   help="FLM step sweep (default: 1,2,4,...,128; fine at the low end, so the Gen PPL match is tight)")
+    p.add_argument("--batch", type=int, default=32, help="batch size for throughput and Gen PPL (default: 32)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per setting, best reported, median stored (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--evaluator", default="smollm2-135m", help="Gen PPL evaluator (default: smollm2-135m, offline)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--out", default="benchmarks/results/sampling", metavar="PATH",
-                   help="results are written to PATH.json and PATH.md")
+                   help="results go to PATH.json and PATH.md (default: benchmarks/results/sampling)")
     add_data_arg(p)
     p.set_defaults(func=run)
 

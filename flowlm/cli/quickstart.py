@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from flowlm.cli.common import HelpFormatter, add_data_arg, user_errors
+from flowlm.cli.common import add_data_arg, user_errors
 
 EXAMPLES = """\
 examples:
@@ -36,20 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "quickstart", help="train + distill + sample + evaluate on the embedded corpus, write a report",
-        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+        description="train an FLM, distill a one-step FMLM, sample both over step sweeps, evaluate, write a report.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default=DEFAULT_QUICKSTART_PRESET, choices=list(QUICKSTART_PRESETS),
-                   help="run preset to train (tiny: the whole pipeline in seconds, for tests)")
+                   help=f"run preset to train (default: {DEFAULT_QUICKSTART_PRESET}; tiny: the whole pipeline in seconds)")
     p.add_argument("--out-dir", default=None, metavar="DIR",
                    help="quickstart folder (default: runs/quickstart, or runs/quickstart-tiny for --preset tiny)")
     p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
                    help="override a RunConfig field of the preset, e.g. --set steps=4000 (repeatable)")
-    p.add_argument("--fmlm-steps", type=_steps, default=None, metavar="1,2,4,8", help="FMLM step sweep")
-    p.add_argument("--flm-steps", type=_steps, default=None, metavar="8,16,...", help="FLM step sweep")
+    p.add_argument("--fmlm-steps", type=_steps, default=None, metavar="1,2,4,8", help="FMLM step sweep (default: 1,2,4,8)")
+    p.add_argument("--flm-steps", type=_steps, default=None, metavar="8,16,...", help="FLM step sweep (default: 8,16,32,64,128)")
     p.add_argument("--n-samples", type=int, default=None, help="samples per evaluation (default: 32; tiny: 4)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--evaluator", default=None,
-                   help="Gen PPL evaluator: smollm2-135m (offline default), a HF causal-LM name, or a model folder")
+                   help="Gen PPL evaluator: smollm2-135m (offline; the default), a HF causal-LM name, or a model folder")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the preset's)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_data_arg(p)
