@@ -39,7 +39,6 @@ from flowlm.evaluation import (
     file_hash,
     load_evaluator,
     load_record,
-    mean_unigram_entropy,
 )
 
 __all__ = [
