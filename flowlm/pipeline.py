@@ -128,8 +128,9 @@ def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
     return RunConfig.from_dict(_read_json(path))
 
 
-def _tokenizer_entry(tok: Tokenizer) -> dict[str, Any]:
-    return tok.spec()
+def _tokenizer_entry(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint records of its tokenizer: kind, size and a digest of the full spec."""
+    return {"kind": spec["kind"], "vocab_size": spec.get("vocab_size"), "digest": spec_digest(spec)}
 
 
 # --------------------------------------------------------------------------------- building
@@ -277,7 +278,7 @@ def train_flm(
         })
     objective = FLMObjective()
     result = train(model, objective, splits.train, tc, resume=resume,
-                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok), "projected": cfg.projected})
+                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok.spec()), "projected": cfg.projected})
     if main:
         _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
     return out / CHECKPOINT_NAME
@@ -345,7 +346,7 @@ def distill_fmlm(
             "vocab_size": tok.vocab_size,
         })
     result = train(student, objective, splits.train, tc, resume=resume,
-                   checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok),
+                   checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok.spec()),
                                       "projected": cfg.projected})
     if main:
         _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
@@ -366,42 +367,41 @@ def load_model(
     device: str | torch.device = "cpu",
     ema: bool = True,
 ) -> tuple[nn.Module, Tokenizer, RunConfig]:
-    """Load ``(model, tokenizer, cfg)`` from a checkpoint file or run directory (EMA weights by default).
+    """Load ``(model, tokenizer, cfg)`` from a run directory, or a checkpoint file inside one (EMA
+    weights by default).
 
     Refuses (``CheckpointMismatchError``) a checkpoint whose DiT config, tokenizer or kind differs
     from the run directory's ``config.json``/``tokenizer.json``/``run.json``, and (``RunError``) one
     whose model fields differ from ``expect``. The model is returned in eval mode on ``device``.
     """
     from flowlm.models import FLM, FMLM
-    from flowlm.nets import DiTConfig
-    from flowlm.training import load_checkpoint
+    from flowlm.training import CheckpointMismatchError, load_checkpoint
 
     path = find_checkpoint(ckpt)
     run_dir = path.parent
     meta = _checkpoint_meta(path)
     if "model" not in meta or "tokenizer" not in meta or "kind" not in meta:
         raise RunError(f"{path} was not written by flowlm's pipeline (no model/tokenizer/kind in its config)")
-    has_run_files = all((run_dir / f).exists() for f in ("config.json", "tokenizer.json", "run.json"))
-    if has_run_files:
-        cfg = RunConfig.from_dict(_read_json(run_dir / "config.json"))
-        spec = _read_json(run_dir / "tokenizer.json")
-        kind = _read_json(run_dir / "run.json").get("kind")
-    else:  # a lone checkpoint file: trust its own metadata
-        m = meta["model"]
-        cfg = RunConfig(tokenizer=meta["tokenizer"]["kind"], seq_len=m["max_length"], depth=m["depth"],
-                        width=m["width"], heads=m["heads"], mlp_ratio=m["mlp_ratio"], time_dim=m["time_dim"],
-                        dropout=m["dropout"], attn_softcap=m["attn_softcap"] or 0.0,
-                        out_softcap=m["out_softcap"] or 0.0, attention=m["attention"],
-                        projected=bool(meta.get("projected", True)))
-        spec, kind = meta["tokenizer"], meta["kind"]
-    tok = tokenizer_from_spec(spec)
+    missing = [f for f in ("config.json", "tokenizer.json", "run.json") if not (run_dir / f).is_file()]
+    if missing:
+        raise RunError(f"{path} needs the files of its run directory next to it; missing {', '.join(missing)}")
+    cfg = RunConfig.from_dict(_read_json(run_dir / "config.json"))
+    spec = _read_json(run_dir / "tokenizer.json")
+    kind = _read_json(run_dir / "run.json").get("kind")
     if kind not in ("flm", "fmlm"):
         raise RunError(f"{run_dir / 'run.json'} names an unknown model kind {kind!r}")
+    tok = tokenizer_from_spec(spec)
     dit = cfg.dit_config(tok.vocab_size, two_time=(kind == "fmlm"))
-    if not has_run_files:
-        dit = DiTConfig.from_dict(meta["model"])
-    expected = {"model": dit.to_dict(), "tokenizer": spec, "kind": kind, "projected": cfg.projected}
-    ck = load_checkpoint(path, expected_config=expected, map_location="cpu")  # CheckpointMismatchError
+    expected = {"model": dit.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind,
+                "projected": cfg.projected}
+    try:
+        ck = load_checkpoint(path, expected_config=expected, map_location="cpu")
+    except CheckpointMismatchError as e:
+        first = str(e).split("\nload it with")[0]
+        raise CheckpointMismatchError(
+            f"{first}\nthe checkpoint does not belong with the run files next to it (config.json, "
+            "tokenizer.json, run.json); keep each checkpoint in the run directory that wrote it"
+        ) from None
     if expect is not None:
         diffs = _model_differences(cfg, expect)
         if diffs:

@@ -266,6 +266,12 @@ def test_sample_errors(run_dir, tmp_path, capsys):
     code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--length", 999)
     assert code == 2
     _error_line(err, "exceeds the model's sequence length 32")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run_dir / "checkpoint.safetensors", lone / "checkpoint.safetensors")
+    code, _, err = _run(capsys, "sample", "--checkpoint", lone)
+    assert code == 2
+    _error_line(err, "needs the files of its run directory", "config.json")
     not_ckpt = tmp_path / "fake.safetensors"
     not_ckpt.write_text("hello")
     code, _, err = _run(capsys, "sample", "--checkpoint", not_ckpt)

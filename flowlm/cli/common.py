@@ -69,6 +69,16 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _one_line(message: str) -> str:
+    """Join a multi-line message: list items after a ``:`` line are separated by ``;``."""
+    out = ""
+    for line in (ln.strip() for ln in message.splitlines()):
+        if not line:
+            continue
+        out += line if not out else (" " if out.endswith(":") else "; ") + line
+    return out
+
+
 def user_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
     """Turn bad-input exceptions into ``flowlm COMMAND: error: <one line>`` on stderr and exit code 2."""
 
@@ -78,7 +88,7 @@ def user_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]],
             try:
                 return fn(args)
             except _user_error_types() as e:
-                msg = " ".join(str(e).split()) if not isinstance(e, FileNotFoundError) or not e.filename \
+                msg = _one_line(str(e)) if not isinstance(e, FileNotFoundError) or not e.filename \
                     else f"{e.strerror}: {e.filename}"
                 print(f"flowlm {command}: error: {msg}", file=sys.stderr)
                 return 2
