@@ -131,9 +131,9 @@ def test_entry_point_subprocess(run_dir, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("----------") == 1 and "NFE 2" in done.stderr
-    bad = subprocess.run([exe, "train", "--preset", "tiny", "--data", tmp_path / "missing.txt"],
+    bad = subprocess.run([exe, "sample", "--checkpoint", tmp_path / "missing"],
                          capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("cmd", ["train", "distill", "sample"])
