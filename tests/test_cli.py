@@ -86,11 +86,12 @@ def test_train_resume_distill_sample(corpus, tmp_path, capsys):
     train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
     assert train_steps == [5, 10]
 
-    # resume: continues at step 10 (no record of steps 1..10 is written again)
-    code, _, _ = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", flm, "--steps", 15)
+    # resume (no --preset: the run's own config): continues at step 10, steps 1..10 are not redone
+    code, _, _ = _run(capsys, "train", "--device", "cpu", "--data", corpus, "--out-dir", flm, "--steps", 15)
     assert code == 0
     train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
     assert train_steps == [5, 10, 15]
+    assert json.loads((flm / "config.json").read_text())["steps"] == 15
     val = [r for r in _metrics(flm) if r.get("split") == "val"]
     assert len(val) == 2 and all(r["val_loss"] > 0 for r in val)
 

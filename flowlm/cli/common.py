@@ -8,11 +8,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+DEFAULT_PRESET = "shakespeare-char"
+
 __all__ = ["add_data_arg", "add_run_args", "config_from_args", "user_errors", "HelpFormatter"]
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples' line breaks and show defaults."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the examples' line breaks (each option's help states its default)."""
 
 
 def add_data_arg(p: argparse.ArgumentParser) -> None:
@@ -25,15 +27,16 @@ def add_run_args(p: argparse.ArgumentParser, *, preset: bool = True, out_dir: st
     from flowlm.presets import PRESETS
 
     if preset:
-        p.add_argument("--preset", default="shakespeare-char", choices=list(PRESETS),
-                       help="named run configuration (see flowlm.presets)")
+        p.add_argument("--preset", default=None, choices=list(PRESETS),
+                       help=f"named run configuration (see flowlm.presets; default: {DEFAULT_PRESET}, or the "
+                            "run's own config when --out-dir holds a run)")
     p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
                    help="override any RunConfig field, e.g. --set steps=500 --set width=256 (repeatable)")
     p.add_argument("--out-dir", default=out_dir, metavar="DIR",
-                   help="run directory: config.json, tokenizer.json, checkpoints, metrics.jsonl, samples")
+                   help="run directory: config.json, tokenizer.json, run.json, checkpoint, metrics.jsonl, samples.txt")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the run directory's last checkpoint; --no-resume refuses to touch an "
-                        "existing run (pick a fresh --out-dir)")
+                   help="continue from the run directory's checkpoint (default); --no-resume refuses to touch "
+                        "an existing run (pick a fresh --out-dir)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the preset's)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the network (default: the preset's)")
@@ -45,7 +48,7 @@ def config_from_args(args: argparse.Namespace, base: Any = None, **flag_fields: 
     """``base`` (or ``--preset``) + ``--set`` + the common flags (flags win over ``--set``)."""
     from flowlm.presets import apply_overrides, preset
 
-    cfg = base if base is not None else preset(args.preset)
+    cfg = base if base is not None else preset(getattr(args, "preset", None) or DEFAULT_PRESET)
     cfg = apply_overrides(cfg, args.overrides)
     changes = {"device": getattr(args, "device", None), "compile": getattr(args, "compile", None),
                "seed": getattr(args, "seed", None), **flag_fields}

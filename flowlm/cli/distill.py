@@ -26,7 +26,7 @@ The corpus is the teacher's unless --data is given. Output: --out-dir (default
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "distill", help="distill an FLM into a one/few-step flow-map model (FMLM)",
-        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+        description="Distill a trained FLM into a one/few-step flow-map model (FMLM).", epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     p.add_argument("--teacher", required=True, metavar="CKPT", help="the FLM: a run directory or checkpoint file")
     p.add_argument("--method", choices=DISTILL_METHODS, default=None,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import HelpFormatter, add_data_arg, user_errors
+from flowlm.cli.common import HelpFormatter, user_errors
 
 EXAMPLES = """\
 examples:
@@ -24,7 +24,7 @@ SEPARATOR = "\n\n----------\n\n"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sample", help="generate text from an FLM or FMLM checkpoint",
-        description=__doc__.split("\n")[0].strip("`") + ".", epilog=EXAMPLES, formatter_class=HelpFormatter,
+        description="Generate text from an FLM or a distilled FMLM checkpoint.", epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", metavar="CKPT", default=None,
                    help="run directory or checkpoint file (default: the most recent run under ./runs)")
@@ -32,11 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sampler steps = NFE (default: the run's sample_steps for an FLM, distill_sample_steps for an FMLM)")
     p.add_argument("--n", type=int, default=None, help="number of samples (default: the run's n_samples)")
     p.add_argument("--length", type=int, default=None, help="tokens per sample (default and maximum: the run's seq_len)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1]")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1] (default: the run's gamma)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
-    add_data_arg(p)
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="not needed: the run directory carries its tokenizer (accepted like in every subcommand)")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, user_errors
 
@@ -24,7 +25,7 @@ resumes from the checkpoint; --no-resume refuses to touch an existing run.
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "train", help="train a flow language model (FLM)", description=__doc__.split("\n")[0].strip("`") + ".",
+        "train", help="train a flow language model (FLM)", description="Train a flow language model (FLM) on a corpus.",
         epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     add_run_args(p)
@@ -36,9 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 @user_errors("train")
 def run(args: argparse.Namespace) -> int:
-    from flowlm.pipeline import train_flm
+    from flowlm.pipeline import load_run_config, train_flm
 
-    cfg = config_from_args(args, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    base = None
+    if args.preset is None and args.out_dir and args.resume and (Path(args.out_dir) / "config.json").is_file():
+        base = load_run_config(args.out_dir)  # resuming: the run's own settings
+    cfg = config_from_args(args, base=base, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     if cfg.preset in ("lm1b", "owt") and args.data is None:
         print(f"flowlm train: note: the {cfg.preset} preset is sized for its own corpus; without --data it "
               "trains on the embedded Shakespeare plays", file=sys.stderr)
