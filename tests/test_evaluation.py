@@ -305,3 +305,16 @@ def test_offline_evaluator_prefers_english_to_word_salad(smollm):
     one = gen_ppl(texts, smollm, batch_size=1)
     many = gen_ppl(texts, smollm, batch_size=3)
     assert many.sample_nll == pytest.approx(one.sample_nll, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_model_directory_works_as_evaluator(smollm):
+    # the on-disk cache of the built-in evaluator is a plain save_pretrained folder
+    from flowlm.evaluation import flowlm_cache_dir
+
+    (folder,) = (flowlm_cache_dir() / "evaluators").glob("smollm2-135m-*")
+    as_dir = load_evaluator(str(folder), device="cpu")
+    assert as_dir.name == str(folder) and as_dir.prefix_id == smollm.prefix_id
+    text = ["Now is the winter of our discontent made glorious summer by this sun of York."]
+    assert gen_ppl(text, as_dir).ppl == pytest.approx(gen_ppl(text, smollm).ppl, rel=1e-5)
+
