@@ -18,7 +18,7 @@ from torch import Tensor
 from flowlm.interpolants.base import Interpolant
 from flowlm.states import StateSpace
 
-__all__ = ["Denoiser", "softcap", "flm_loss", "velocity", "denoised_probs"]
+__all__ = ["Denoiser", "softcap", "flm_loss", "velocity", "denoised_probs", "probs_from_logits"]
 
 
 @runtime_checkable
@@ -55,10 +55,17 @@ def flm_loss(
     return (ce * mask).sum() / n
 
 
+def probs_from_logits(logits: Float[Tensor, "*shape V"], dtype: torch.dtype) -> Float[Tensor, "*shape V"]:
+    """softmax over the last axis, computed in ``logits.dtype`` promoted to at least float32
+    (so bf16 logits are safe and float64 oracles stay exact), returned in ``dtype``."""
+    work = torch.promote_types(logits.dtype, torch.float32)
+    return torch.softmax(logits.to(work), dim=-1).to(dtype)
+
+
 def denoised_probs(den: Denoiser, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-    """softmax of the denoiser's logits: D_t(x) on the simplex. ``x`` is a state of any
-    :class:`~flowlm.states.StateSpace` (``D = V`` one-hot, ``D = d`` projected)."""
-    return torch.softmax(den(x, t).float(), dim=-1).to(x.dtype)
+    """softmax of the denoiser's logits: D_t(x) on the simplex, in the dtype of ``x``. ``x`` is a
+    state of any :class:`~flowlm.states.StateSpace` (``D = V`` one-hot, ``D = d`` projected)."""
+    return probs_from_logits(den(x, t), x.dtype)
 
 
 def velocity(

@@ -25,6 +25,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from flowlm._checks import check_batch_times
+from flowlm.denoisers import probs_from_logits
 from flowlm.interpolants.base import Interpolant, expand_time
 from flowlm.states import OneHotSpace, StateSpace
 
@@ -56,10 +57,7 @@ def delta_probs(
     delta: TwoTimeDenoiser, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
 ) -> Float[Tensor, "B L V"]:
     """δ̂_{s,t}(x) = softmax of the two-time denoiser's logits (computed in at least float32)."""
-    logits = delta(x, s, t)
-    return torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1).to(
-        x.dtype
-    )
+    return probs_from_logits(delta(x, s, t), x.dtype)
 
 
 # --------------------------------------------------------------------------- conversions

@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from flowlm.interpolants.base import Interpolant
+from flowlm.denoisers import probs_from_logits
 from flowlm.interpolants.builtins import Cosine, Linear
 
 __all__ = ["nu_of_t", "t_of_nu", "probs_from_logits", "LogSNRFlow"]
@@ -112,15 +113,6 @@ class _NuTable:
 
 
 @typing.no_type_check  # hot path: called per ODE evaluation
-def probs_from_logits(logits: Float[Tensor, "*shape V"], dtype: torch.dtype) -> Float[Tensor, "*shape V"]:
-    """softmax over the last axis, computed in ``logits.dtype`` (at least float32), returned in ``dtype``.
-
-    Unlike a float32 softmax this keeps float64 oracles exact.
-    """
-    work = torch.promote_types(logits.dtype, torch.float32)
-    return torch.softmax(logits.to(work), dim=-1).to(dtype)
-
-
 class LogSNRFlow:
     r"""Right-hand side of the probability-flow ODE in ν = log(1 + ρ) for the rescaled state
     :math:`z = x/(\alpha + \beta)`:
