@@ -175,3 +175,24 @@ def test_dataset_errors():
         ds.get(0, 2, 2)
     with pytest.raises(ValueError, match="step must be >= 0"):
         ds.get(-1)
+
+
+def test_encoded_corpus_cache(tmp_path, monkeypatch):
+    from flowlm import pipeline
+
+    monkeypatch.setenv("FLOWLM_CACHE", str(tmp_path))
+    docs = ["abc", "hgf"]
+    first = pipeline._encoded(docs, TOK, "fp1")
+    assert [t.tolist() for t in first] == [[1, 4, 5, 6, 2], [1, 11, 10, 9, 2]]
+    (entry,) = (tmp_path / "tokens").iterdir()
+
+    calls = []
+    real = pipeline.encode_documents
+    monkeypatch.setattr(pipeline, "encode_documents", lambda d, t: calls.append(1) or real(d, t))
+    assert [t.tolist() for t in pipeline._encoded(docs, TOK, "fp1")] == [t.tolist() for t in first]
+    assert calls == []  # served from the cache
+    entry.write_bytes(b"damaged")
+    assert [t.tolist() for t in pipeline._encoded(docs, TOK, "fp1")] == [t.tolist() for t in first]
+    assert calls == [1]  # a damaged entry is rebuilt
+    pipeline._encoded(docs, CharTokenizer("abcdefghi"), "fp1")  # another tokenizer: another entry
+    assert len(list((tmp_path / "tokens").iterdir())) == 2
