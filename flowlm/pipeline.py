@@ -319,9 +319,10 @@ def distill_fmlm(
         raise RunError(f"the distillation config contradicts the teacher ({'; '.join(diffs)}); "
                        "leave the model fields as the teacher has them")
     teacher_run = find_checkpoint(teacher_ckpt).parent
-    if data is None:
-        tdata = _read_json(teacher_run / "run.json").get("data") if (teacher_run / "run.json").exists() else None
-        data = tdata if tdata and Path(tdata).exists() else None
+    if data is None:  # the teacher's corpus (None = the embedded plays)
+        data = _read_json(teacher_run / "run.json").get("data")
+        if data is not None and not Path(data).exists():
+            raise RunError(f"the teacher was trained on {data}, which no longer exists; pass the corpus with --data")
 
     out = Path(out_dir).expanduser()
     run = _existing_run(out, "fmlm", cfg, resume)

@@ -177,6 +177,16 @@ def test_distill_with_bad_corpus(run_dir, tmp_path, capsys):
     assert code == 2
     _error_line(err, "flowlm distill: error:", needle)
     assert not (tmp_path / "d").exists()
+    # the teacher's corpus is gone: say so instead of silently distilling on other text
+    moved = tmp_path / "teacher"
+    shutil.copytree(run_dir, moved)
+    run = json.loads((moved / "run.json").read_text())
+    run["data"] = str(tmp_path / "deleted.txt")
+    (moved / "run.json").write_text(json.dumps(run))
+    code, _, err = _run(capsys, "distill", "--teacher", moved, "--out-dir", tmp_path / "d")
+    assert code == 2
+    _error_line(err, "deleted.txt, which no longer exists", "--data")
+    assert not (tmp_path / "d").exists()
 
 
 def test_existing_run_is_never_clobbered(run_dir, corpus, tmp_path, capsys):
