@@ -35,11 +35,13 @@ from flowlm.evaluation import (
     DEFAULT_EVALUATOR,
     EvalRecord,
     Evaluator,
+    check_evaluator,
     evaluate_samples,
     file_hash,
     load_evaluator,
     load_record,
 )
+from flowlm.evaluation.evaluators import evaluator_record_name
 
 __all__ = [
     "QuickstartPlan",
@@ -437,10 +439,20 @@ def run_quickstart(
     say = log or (lambda msg: bar.write(msg, file=sys.stderr))
     records: list[EvalRecord] = []
     try:
-        # 0. the evaluator first: a bad name fails now, not after training
+        # 0. a bad evaluator name fails now, not after training; a Hub name is loaded now to find out
         device = resolve_device(cfg.device)
-        say(f"[0/4] loading the evaluator {plan.evaluator}")
-        evaluator = load_evaluator(plan.evaluator, device=device)
+        evaluator: Evaluator | None = None
+
+        def get_evaluator() -> Evaluator:
+            nonlocal evaluator
+            if evaluator is None:
+                say(f"loading the evaluator {plan.evaluator}")
+                evaluator = load_evaluator(plan.evaluator, device=device)
+            return evaluator
+
+        if not check_evaluator(plan.evaluator):
+            get_evaluator()
+        evaluator_name = evaluator_record_name(plan.evaluator)
         # 1. FLM (keyed by the fields that shape the FLM: distillation/sampling settings do not retrain)
         flm_dict = {k: v for k, v in cfg_dict.items() if not k.startswith("distill_") and k not in _NOT_FLM}
         flm_ckpt = _stage_done(stages, "train", flm_dict)
@@ -476,11 +488,11 @@ def run_quickstart(
         rec_dir, smp_dir = out / "records", out / "samples"
         ref_path = rec_dir / "data.json"
         # the reference depends on the tokenizer, i.e. on the FLM run: it is keyed by the FLM's hash
-        if _record_matches(ref_path, stages["train"]["hash"], plan.n_samples, cfg.seed, evaluator.name):
+        if _record_matches(ref_path, stages["train"]["hash"], plan.n_samples, cfg.seed, evaluator_name):
             ref = load_record(ref_path)
         else:
             _, tok, _ = load_model(flm_ckpt, device="cpu")
-            ref = reference_record(cfg, tok, evaluator, n_samples=plan.n_samples, data=plan.data,
+            ref = reference_record(cfg, tok, get_evaluator(), n_samples=plan.n_samples, data=plan.data,
                                    samples_path=smp_dir / "data.txt")
             ref.checkpoint, ref.checkpoint_hash = str(flm_ckpt), stages["train"]["hash"]
             ref.save(ref_path)
@@ -494,14 +506,14 @@ def run_quickstart(
         for method, steps in jobs:
             path = rec_dir / _record_name(method, steps)
             bar.set_postfix_str(f"{method} {steps} steps")
-            if _record_matches(path, hashes[method], plan.n_samples, plan.seed, evaluator.name):
+            if _record_matches(path, hashes[method], plan.n_samples, plan.seed, evaluator_name):
                 records.append(load_record(path))
             else:
                 first = method not in loaded
                 if first:
                     loaded[method] = load_model(ckpts[method], device=device)
                 rec = evaluate_checkpoint(
-                    ckpts[method], steps, evaluator, n_samples=plan.n_samples, seed=plan.seed,
+                    ckpts[method], steps, get_evaluator(), n_samples=plan.n_samples, seed=plan.seed,
                     gamma=cfg.gamma, reference_entropy=ref_entropy, model=loaded[method],
                     samples_path=smp_dir / _samples_name(method, steps), warmup=first,
                 )

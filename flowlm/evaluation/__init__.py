@@ -18,6 +18,7 @@ from flowlm.evaluation.evaluators import (
     DEFAULT_EVALUATOR,
     Evaluator,
     EvaluatorNotFoundError,
+    check_evaluator,
     flowlm_cache_dir,
     load_evaluator,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_EVALUATOR",
     "Evaluator",
     "EvaluatorNotFoundError",
+    "check_evaluator",
     "flowlm_cache_dir",
     "load_evaluator",
     "GenPPL",

@@ -35,6 +35,8 @@ __all__ = [
     "BUILTIN_EVALUATORS",
     "Evaluator",
     "EvaluatorNotFoundError",
+    "check_evaluator",
+    "evaluator_record_name",
     "load_evaluator",
     "flowlm_cache_dir",
     "default_device",
@@ -176,18 +178,55 @@ def _load_builtin(name: str):
     return model, tokenizer
 
 
+def evaluator_record_name(name: str) -> str:
+    """The name an evaluator is recorded under: built-in aliases collapse to one name."""
+    canon = _canonical(name)
+    return canon if canon in BUILTIN_EVALUATORS else name
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or bool(Path(name).suffix)
+
+
+def check_evaluator(name: str) -> bool:
+    """Cheap check of an evaluator name without loading it (nor importing ``transformers``).
+
+    Raises :class:`EvaluatorNotFoundError` for a built-in whose package or file is missing, or a
+    path that does not exist. Returns True when the name is local (built-in or a folder) and will
+    load offline, False for a Hugging Face Hub name (only loading it tells whether it exists).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise EvaluatorNotFoundError(
+            f"evaluator name must be a non-empty string, got {name!r}; the default is {DEFAULT_EVALUATOR!r}"
+        )
+    canon = _canonical(name)
+    if canon in BUILTIN_EVALUATORS:
+        _builtin_gguf(canon)
+        return True
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return True
+    if _looks_like_path(name):
+        raise EvaluatorNotFoundError(_no_such_dir(name))
+    return False
+
+
+def _no_such_dir(name: str) -> str:
+    return (
+        f"evaluator {name!r}: no such directory; pass a folder holding a Hugging Face causal LM "
+        f"(config.json + weights + tokenizer), a model name such as 'gpt2-large', or one of the "
+        f"built-in evaluators {sorted(BUILTIN_EVALUATORS)}"
+    )
+
+
 def _load_hf(name: str):
     """(model, tokenizer) for a Hugging Face model name or a local directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(name).expanduser()
     is_dir = local.is_dir()
-    if not is_dir and (name.startswith((".", "/", "~")) or local.suffix):
-        raise EvaluatorNotFoundError(
-            f"evaluator {name!r}: no such directory; pass a folder holding a Hugging Face causal LM "
-            f"(config.json + weights + tokenizer), a model name such as 'gpt2-large', or one of the "
-            f"built-in evaluators {sorted(BUILTIN_EVALUATORS)}"
-        )
+    if not is_dir and _looks_like_path(name):
+        raise EvaluatorNotFoundError(_no_such_dir(name))
     source = str(local) if is_dir else name
     offline = is_dir or os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no")
     try:
@@ -233,13 +272,10 @@ def load_evaluator(
     Raises:
         EvaluatorNotFoundError: the name resolves to nothing loadable (the message says why).
     """
-    if not isinstance(name, str) or not name.strip():
-        raise EvaluatorNotFoundError(
-            f"evaluator name must be a non-empty string, got {name!r}; the default is {DEFAULT_EVALUATOR!r}"
-        )
+    check_evaluator(name)
     dev = torch.device(device) if device is not None else default_device()
     canon = _canonical(name)
-    key = (canon if canon in BUILTIN_EVALUATORS else name, str(dev), max_length)
+    key = (evaluator_record_name(name), str(dev), max_length)
     if key in _CACHE:
         return _CACHE[key]
 
@@ -253,7 +289,7 @@ def load_evaluator(
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     evaluator = Evaluator(
-        name=canon if canon in BUILTIN_EVALUATORS else name,
+        name=evaluator_record_name(name),
         model=model,
         encode=encode,
         prefix_id=_prefix_id(tokenizer),
