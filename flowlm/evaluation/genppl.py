@@ -13,10 +13,12 @@ For samples decoded to text :math:`s_1..s_n`, each is re-tokenized by the evalua
 (corpus level: every scored token weighs the same), and the per-sample mean
 :math:`\frac1n \sum_i \exp(\mathrm{NLL}_i / K_i)`.
 
-EOS handling: the flowlm tokenizer's special tokens are the decoder's business (the text passed
-here is what a reader would see); no EOS is appended to the evaluator input, so the evaluator is
-not asked to predict where a fixed-length sample "ends". A sample with no scored token (empty text)
-is an error unless ``skip_empty=True``, in which case it is left out and counted.
+EOS handling: samples arrive as text, i.e. after the flowlm tokenizer's ``decode``, which drops its
+BOS/EOS/PAD tokens (a sample that crosses a document boundary is scored as one text). The
+evaluator's document-start token is prepended (so the first word is scored in context "start of a
+document") and no EOS is appended: fixed-length samples are cut mid-text, and the evaluator is not
+asked to predict an ending. A sample with no scored token (empty text) is an error unless
+``skip_empty=True``, in which case it is left out and counted.
 """
 
 from __future__ import annotations
