@@ -111,6 +111,13 @@ class RunConfig:
                          else f"{name} must be in [0, 1] (got {v})")
         if self.width % self.heads:
             p.append(f"width {self.width} must be divisible by heads {self.heads}")
+        elif (self.width // self.heads) % 2:
+            p.append(f"head width {self.width // self.heads} (width / heads) must be even for RoPE")
+        if self.time_dim % 2:
+            p.append(f"time_dim must be even (got {self.time_dim})")
+        for name in ("batch_size", "distill_batch_size"):
+            if getattr(self, name) % self.grad_accum:
+                p.append(f"{name} {getattr(self, name)} must be divisible by grad_accum {self.grad_accum}")
         if p:
             raise ConfigError("invalid run config: " + "; ".join(p))
 
@@ -119,6 +126,12 @@ class RunConfig:
         """The :class:`flowlm.nets.DiTConfig` of this run for a tokenizer of ``vocab_size``."""
         from flowlm.nets import DiTConfig
 
+        try:
+            return self._dit_config(DiTConfig, vocab_size, two_time)
+        except ValueError as e:  # a combination only the network checks (e.g. attention kind vs soft-cap)
+            raise ConfigError(str(e)) from None
+
+    def _dit_config(self, DiTConfig: Any, vocab_size: int, two_time: bool) -> Any:
         return DiTConfig(
             vocab_size=vocab_size, max_length=self.seq_len, width=self.width, depth=self.depth,
             heads=self.heads, mlp_ratio=self.mlp_ratio, time_dim=self.time_dim, two_time=two_time,

@@ -297,6 +297,10 @@ def test_bad_overrides(corpus, tmp_path, capsys):
         (["--set", "heads=3"], "divisible by heads 3"),
         (["--set", "tokenizer=words"], "tokenizer must be one of"),
         (["--set", "seq_len=4096"], "shorter than one sequence of 4096 tokens"),
+        (["--set", "width=34"], "head width 17"),
+        (["--set", "attention=sdpa"], "cannot apply attn_softcap"),
+        (["--set", "grad_accum=3"], "divisible by grad_accum 3"),
+        (["--device", "tpu9"], "unknown device"),
     ):
         code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", tmp_path / "r", *args)
         assert code == 2, args

@@ -63,12 +63,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
     types: list[type[BaseException]] = [CorpusError, PackingError, TokenizerError, ConfigError, RunError,
                                         FileNotFoundError, IsADirectoryError, PermissionError]
-    try:
-        from flowlm.training import CheckpointMismatchError
+    from flowlm.training import CheckpointMismatchError, NonFiniteLossError
 
-        types.append(CheckpointMismatchError)
-    except ImportError:  # pragma: no cover - training is part of the package
-        pass
+    types += [CheckpointMismatchError, NonFiniteLossError]  # the latter: e.g. a learning rate set too high
     return tuple(types)
 
 
