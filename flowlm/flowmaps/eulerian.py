@@ -16,20 +16,21 @@ state space (``space.embed`` of :math:`\hat D_s`).
 says that :math:`\delta_{s,1}` is constant along trajectories and gives no target for it. How
 rows with ``t > t_max`` are treated is the named option ``boundary``:
 
-``"cap"`` (default)
-    the row is moved to ``(s, min(t, t_max))``: student *and* target at the capped time. Unbiased
-    for the times it trains, but :math:`\hat\delta_{\cdot,1}` (the one-step map) is learned only
-    by the network's continuity in ``t``.
-``"hold"``
+``"hold"`` (default)
     the target is computed at ``(s, t_max)`` and the student at ``(s, t)`` is fitted to it:
     trains the one-step map directly, with a bias
     :math:`\delta_{s,t} - \delta_{s,t_\max}` (small when the flow has settled by ``t_max``).
+``"cap"``
+    the row is moved to ``(s, min(t, t_max))``: student *and* target at the capped time. Unbiased
+    for the times it trains, but :math:`\hat\delta_{\cdot,1}` (the one-step map) is learned only
+    by the network's continuity in ``t`` (on a V=4, L=3 toy law its one-step samples were far
+    worse than with ``"hold"``: ``benchmarks/results/distillers.md``).
 ``"drop"``
     rows with ``t > t_max`` get zero off-diagonal weight (no signal near the data end at all).
 
 ``t_max`` (default 0.99, interpolation time) bounds the factor by μ_{s,t_max} (Linear: at most
-1/(1 − t_max)); larger values amplify JVP and teacher errors by μ. With a finite-difference backend ``s`` is
-also moved into ``[ε, t_max]`` so no pass sees a negative time.
+1/(1 − t_max)); larger values amplify JVP and teacher errors by μ. With a finite-difference backend
+rows with ``s < ε`` use a forward stencil (``row_shift``), so no pass sees a negative time.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class EulerianDistiller(Distiller):
         pairs: TimePairSampler | None = None,
         projection: str = "clip",
         jvp: JVPBackend | None = None,
-        boundary: str = "cap",
+        boundary: str = "hold",
         t_max: float = 0.99,
     ) -> None:
         super().__init__(interpolant, schedule, teacher=teacher, pairs=pairs, projection=projection, jvp=jvp)
@@ -111,10 +112,8 @@ class EulerianDistiller(Distiller):
         weight = (t <= self.t_max).to(x.dtype) if self.boundary == "drop" else None
         t = t.clamp(max=self.t_max)
         s = torch.minimum(s, t)
-        m = self.jvp.margin
-        if m > 0:
-            s = s.clamp(min=m)
-            t = torch.maximum(t, s)
+        # a finite-difference pass must not see s < 0: forward stencil within the margin of 0
+        shift = (s < self.jvp.margin).to(s.dtype) if self.jvp.margin > 0 else None
 
         d_s = self.teacher.probs(student, x, s)  # D̂_s(x)  [b, L, V]
         b_s = self.interpolant.velocity_from_denoiser(x, s, space.embed(d_s))  # b_s(x) in the state space  [b, L, D]
@@ -122,6 +121,6 @@ class EulerianDistiller(Distiller):
         def probs_in_s_x(ss: Tensor, xx: Tensor) -> Tensor:
             return delta_probs(student, xx, ss, t)
 
-        _, transport = self.jvp(probs_in_s_x, (s, x), (torch.ones_like(s), b_s))  # (∂_s + b_s·∇_x) δ̂_{s,t}(x)
+        _, transport = self.jvp(probs_in_s_x, (s, x), (torch.ones_like(s), b_s), row_shift=shift)  # (∂_s + b_s·∇_x) δ̂_{s,t}(x)
         mu = expand_time(eulerian_factor(self.interpolant, s, t), d_s)  # [b, 1, 1]
         return Target(probs=d_s + mu * transport, weight=weight, n_jvp=1, n_forward=1)

@@ -16,9 +16,8 @@ The target uses the teacher :math:`\hat D_t` at the student's own endpoint
 the JVP gives :math:`\hat\delta_{s,t}(x)`, so :math:`\hat X_{s,t}` costs nothing extra). It can
 leave the simplex: choose a ``projection`` (:mod:`flowlm.flowmaps.projections`).
 
-With a finite-difference backend the derivative is taken at ``min(t, 1 − ε)`` so no pass sees a
-time outside [0, 1]; the target at ``t = 1`` is then that of ``t = 1 − ε`` (an O(ε) bias on the
-boundary rows only).
+With a finite-difference backend rows with ``t > 1 − ε`` use a backward stencil
+(``row_shift``), so no pass sees a time outside [0, 1].
 """
 
 from __future__ import annotations
@@ -76,13 +75,13 @@ class LagrangianDistiller(Distiller):
         t: Float[Tensor, " b"],
         space: StateSpace,
     ) -> Target:
-        m = self.jvp.margin
-        t = torch.maximum(t.clamp(max=1.0 - m), s) if m > 0 else t
+        # a finite-difference pass must not see t > 1: backward stencil within the margin of 1
+        shift = -(t > 1.0 - self.jvp.margin).to(t.dtype) if self.jvp.margin > 0 else None
 
         def probs_in_t(tt: Tensor) -> Tensor:
             return delta_probs(student, x, s, tt)
 
-        p, dp_dt = self.jvp(probs_in_t, (t,), (torch.ones_like(t),))  # δ̂_{s,t}(x), ∂_t δ̂_{s,t}(x)  [b, L, V]
+        p, dp_dt = self.jvp(probs_in_t, (t,), (torch.ones_like(t),), row_shift=shift)  # δ̂_{s,t}(x), ∂_t δ̂_{s,t}(x)  [b, L, V]
         x_t = self.interpolant.flow_map_from_delta(x, s, t, space.embed(p))  # X̂_{s,t}(x)  [b, L, D]
         d_t = self.teacher.probs(student, x_t, t)  # D̂_t(X̂_{s,t}(x))  [b, L, V]
         lam = expand_time(lagrangian_factor(self.interpolant, s, t), p)  # [b, 1, 1]

@@ -1,0 +1,304 @@
+r"""Side-by-side comparison of the three distillers on a toy law with an exact likelihood.
+
+:func:`compare_distillers` trains one student per distiller from the **same** teacher, with the
+same time-pair sampler, initial weights (``student_factory`` called after seeding), data and
+time draws (one ``torch.Generator`` seeded identically per run), optimizer and step budget, and
+records per run:
+
+* the loss curve and the wall time per optimizer step (median over steps);
+* peak memory of one training step: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
+  peak of the running sum of the allocator events seen by ``torch.profiler`` (``profile_memory``)
+  during one step, i.e. the step's peak *additional* tensor memory;
+* JVP calls per step (from the distiller metrics);
+* the three residuals of the trained map (:func:`residual_report`) on one fixed batch;
+* ``n``-step sample quality for ``n`` in ``sample_steps``: total-variation distance
+  :math:`\tfrac12\sum_x|\hat p(x) - p(x)|` between the empirical law of ``n_samples`` samples
+  and the exact law, enumerated over all :math:`V^L` sequences through ``law.log_prob``.
+
+Reference rows: the teacher's Euler sampler with the same step counts and the TV of
+``n_samples`` exact draws from the law (the Monte-Carlo floor of the TV estimate).
+Results go to ``out_dir`` as ``<name>.json``, ``<name>.csv`` and ``<name>.png``.
+
+The harness takes the student as a factory, so this module imports no network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowlm.denoisers import Denoiser
+from flowlm.flowmaps.distiller import Distiller
+from flowlm.flowmaps.eulerian import EulerianDistiller
+from flowlm.flowmaps.jvp import JVPBackend
+from flowlm.flowmaps.lagrangian import LagrangianDistiller
+from flowlm.flowmaps.residuals import residual_report
+from flowlm.flowmaps.sampler import FlowMapSampler
+from flowlm.flowmaps.semigroup import SemigroupDistiller
+from flowlm.flowmaps.time_pairs import TimePairSampler
+from flowlm.interpolants.base import Interpolant
+from flowlm.interpolants.schedule import TimeSchedule
+from flowlm.samplers.euler import EulerSampler
+from flowlm.states import OneHotSpace
+
+__all__ = ["RunRecord", "compare_distillers", "all_sequences", "total_variation", "sample_tv"]
+
+
+@dataclass
+class RunRecord:
+    """Everything recorded for one distiller run (or a reference row)."""
+
+    name: str
+    losses: list[float] = field(default_factory=list)
+    step_time_ms: float = float("nan")
+    peak_memory_mb: float = float("nan")
+    memory_source: str = ""
+    jvp_per_step: float = 0.0
+    residuals: dict[str, float] = field(default_factory=dict)
+    tv: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def all_sequences(vocab_size: int, length: int, device: torch.device | str | None = None) -> Tensor:
+    """All V^L token sequences ``[V^L, L]`` in lexicographic order (index = Σ_l tok_l·V^(L−1−l))."""
+    grids = torch.meshgrid(*[torch.arange(vocab_size, device=device)] * length, indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+
+def _sequence_index(tokens: Tensor, vocab_size: int) -> Tensor:
+    weights = vocab_size ** torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)  # [L]
+    return (tokens.long() * weights).sum(-1)
+
+
+def total_variation(tokens: Tensor, law_probs: Tensor, vocab_size: int) -> float:
+    """½ Σ_x |p̂(x) − p(x)| with p̂ the empirical law of ``tokens [n, L]``; ``law_probs [V^L]``."""
+    counts = torch.bincount(_sequence_index(tokens, vocab_size), minlength=law_probs.numel()).to(torch.float64)
+    return 0.5 * float((counts / counts.sum() - law_probs.to(counts)).abs().sum())
+
+
+def _law_probs(law: Any, vocab_size: int, length: int, device: torch.device | str) -> Tensor:
+    seqs = all_sequences(vocab_size, length, device)
+    p = law.log_prob(seqs).exp().to(torch.float64)
+    if abs(float(p.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"the law's probabilities over all {vocab_size}^{length} sequences sum to {float(p.sum()):.6g}, not 1")
+    return p
+
+
+@torch.no_grad()
+def sample_tv(
+    sampler: Callable[..., Any],
+    model: Any,
+    interpolant: Interpolant,
+    schedule: TimeSchedule,
+    law_probs: Tensor,
+    vocab_size: int,
+    length: int,
+    n_samples: int,
+    generator: torch.Generator,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """TV distance between ``n_samples`` draws of ``sampler(model, …)`` and the exact law."""
+    x0 = OneHotSpace(vocab_size).noise(n_samples, length, device=device, dtype=dtype, generator=generator)
+    return total_variation(sampler(model, interpolant, schedule, x0).tokens, law_probs, vocab_size)
+
+
+def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "torch.cuda.max_memory_allocated"
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = [e for e in prof.events() if e.name == "[memory]"]
+    events.sort(key=lambda e: e.time_range.start)
+    running = peak = 0
+    for e in events:
+        running += e.cpu_memory_usage
+        peak = max(peak, running)
+    return peak / 2**20, "torch.profiler CPU allocator events (peak of running sum, one step)"
+
+
+def _default_distillers(
+    interpolant: Interpolant, schedule: TimeSchedule, teacher: Denoiser, pairs: TimePairSampler, jvp: JVPBackend | None
+) -> dict[str, Distiller]:
+    return {
+        "semigroup": SemigroupDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
+        "lagrangian": LagrangianDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
+        "eulerian": EulerianDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
+    }
+
+
+def compare_distillers(
+    law: Any,
+    teacher: Denoiser,
+    student_factory: Callable[[], nn.Module],
+    interpolant: Interpolant,
+    schedule: TimeSchedule,
+    *,
+    distillers: Mapping[str, Distiller] | None = None,
+    pairs: TimePairSampler | None = None,
+    jvp: JVPBackend | None = None,
+    steps: int = 500,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
+    seed: int = 0,
+    sample_steps: Sequence[int] = (1, 2, 4),
+    n_samples: int = 4096,
+    residual_batch: int = 256,
+    device: torch.device | str = "cpu",
+    out_dir: str | Path | None = None,
+    name: str = "distillers",
+    log_every: int = 0,
+) -> dict[str, Any]:
+    """Run every distiller under identical conditions; return ``{"runs": [...], "config": {...}}``.
+
+    ``law`` needs ``vocab_size``, ``length``, ``sample(n, generator)`` and ``log_prob(tokens)``
+    (e.g. :class:`flowlm.oracles.FiniteSequences`); ``teacher`` is the frozen FLM denoiser
+    (often the law itself, i.e. the exact teacher). ``distillers`` overrides the three defaults
+    (they must share ``pairs`` for a fair comparison).
+    """
+    device = torch.device(device)
+    V, L = int(law.vocab_size), int(law.length)
+    pairs = pairs if pairs is not None else TimePairSampler(schedule)
+    runs_spec = dict(distillers) if distillers is not None else _default_distillers(interpolant, schedule, teacher, pairs, jvp)
+    p_law = _law_probs(law, V, L, device)
+    records: list[RunRecord] = []
+
+    # fixed evaluation batch for the residuals
+    g_eval = torch.Generator(device=device).manual_seed(seed + 1)
+    eval_tokens = law.sample(residual_batch, generator=g_eval).to(device)
+    eval_pairs = pairs(residual_batch, device=device, generator=g_eval)
+
+    for run_name, distiller in runs_spec.items():
+        torch.manual_seed(seed)
+        student = student_factory().to(device)
+        student.train()
+        opt = optimizer(student.parameters(), lr=lr)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        rec = RunRecord(name=run_name)
+        times, jvps = [], []
+
+        def one_step() -> dict[str, float]:
+            tokens = law.sample(batch_size, generator=gen).to(device)
+            loss, metrics = distiller.loss(student, tokens, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return metrics
+
+        t_run = time.perf_counter()
+        for step in range(steps):
+            if step == 1:  # memory of one representative step (after the optimizer state exists)
+                holder: dict[str, dict[str, float]] = {}
+                rec.peak_memory_mb, rec.memory_source = _peak_memory_of(lambda: holder.update(m=one_step()), device)
+                metrics = holder["m"]
+            else:
+                t0 = time.perf_counter()
+                metrics = one_step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - t0)
+            rec.losses.append(metrics["loss"])
+            jvps.append(metrics["n_jvp"])
+            if log_every and step % log_every == 0:
+                print(f"[{run_name}] step {step:5d} loss {metrics['loss']:.4f}", flush=True)
+        rec.wall_time_s = time.perf_counter() - t_run
+        rec.step_time_ms = 1e3 * statistics.median(times) if times else float("nan")
+        rec.jvp_per_step = float(sum(jvps) / max(len(jvps), 1))
+
+        student.eval()
+        rec.residuals = residual_report(
+            student, interpolant, schedule, teacher, eval_tokens, eval_pairs, jvp=jvp,
+            generator=torch.Generator(device=device).manual_seed(seed + 2),
+        )
+        for n in sample_steps:
+            g = torch.Generator(device=device).manual_seed(seed + 3)
+            rec.tv[str(n)] = sample_tv(FlowMapSampler(n), student, interpolant, schedule, p_law, V, L, n_samples, g, device)
+        records.append(rec)
+
+    # reference rows: the teacher's Euler sampler, and the Monte-Carlo floor of the TV estimate
+    teacher_rec = RunRecord(name="teacher_euler")
+    for n in sample_steps:
+        g = torch.Generator(device=device).manual_seed(seed + 3)
+        teacher_rec.tv[str(n)] = sample_tv(EulerSampler(n), teacher, interpolant, schedule, p_law, V, L, n_samples, g, device)
+    records.append(teacher_rec)
+    floor = RunRecord(name="exact_samples")
+    tv_floor = total_variation(law.sample(n_samples, generator=torch.Generator(device=device).manual_seed(seed + 4)), p_law, V)
+    floor.tv = {str(n): tv_floor for n in sample_steps}
+    records.append(floor)
+
+    result = {
+        "config": {
+            "vocab_size": V, "length": L, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "optimizer": getattr(optimizer, "__name__", repr(optimizer)), "seed": seed,
+            "sample_steps": list(sample_steps), "n_samples": n_samples, "residual_batch": residual_batch,
+            "interpolant": repr(interpolant), "schedule": repr(schedule), "pairs": repr(pairs),
+            "distillers": {k: repr(v) for k, v in runs_spec.items()}, "device": str(device),
+            "torch": torch.__version__,
+        },
+        "runs": [asdict(r) for r in records],
+    }
+    if out_dir is not None:
+        write_results(result, Path(out_dir), name)
+    return result
+
+
+def write_results(result: dict[str, Any], out_dir: Path, name: str) -> None:
+    """``<name>.json`` (everything), ``<name>.csv`` (one row per run) and ``<name>.png`` (curves + TV)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2, allow_nan=True))
+    runs = result["runs"]
+    steps_keys = [str(n) for n in result["config"]["sample_steps"]]
+    res_keys = ["semigroup", "lagrangian", "eulerian"]
+    with open(out_dir / f"{name}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["run", "final_loss", "step_time_ms", "peak_memory_mb", "jvp_per_step", "wall_time_s"]
+            + [f"residual_{k}" for k in res_keys] + [f"tv_{n}step" for n in steps_keys]
+        )
+        for r in runs:
+            final = sum(r["losses"][-20:]) / len(r["losses"][-20:]) if r["losses"] else float("nan")
+            w.writerow(
+                [r["name"], f"{final:.5g}", f"{r['step_time_ms']:.4g}", f"{r['peak_memory_mb']:.4g}",
+                 r["jvp_per_step"], f"{r['wall_time_s']:.3g}"]
+                + [f"{r['residuals'].get(k, float('nan')):.4g}" for k in res_keys]
+                + [f"{r['tv'].get(n, float('nan')):.4f}" for n in steps_keys]
+            )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for r in runs:
+        if r["losses"]:
+            k = max(1, len(r["losses"]) // 100)
+            sm = [sum(r["losses"][i:i + k]) / len(r["losses"][i:i + k]) for i in range(0, len(r["losses"]), k)]
+            ax1.plot([i * k for i in range(len(sm))], sm, label=r["name"])
+    ax1.set_xlabel("step"); ax1.set_ylabel("distillation loss"); ax1.set_yscale("log"); ax1.legend()
+    ax1.set_title("loss (smoothed)")
+    width = 0.8 / max(len(runs), 1)
+    for i, r in enumerate(runs):
+        ax2.bar([j + i * width for j in range(len(steps_keys))], [r["tv"].get(n, math.nan) for n in steps_keys], width, label=r["name"])
+    ax2.set_xticks([j + 0.4 - width / 2 for j in range(len(steps_keys))], [f"{n} step" for n in steps_keys])
+    ax2.set_ylabel("TV distance to the exact law"); ax2.set_title("sample quality"); ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{name}.png", dpi=120)
+    plt.close(fig)
