@@ -351,3 +351,46 @@ def test_wrappers_convert_t_to_tau_and_check_shapes():
     torch.testing.assert_close(delta(h, s, t), two(h, sched.tau_of_t(s), sched.tau_of_t(t)))
     with pytest.raises(Exception):
         delta(h, s, torch.rand(2, 1))
+
+
+# --------------------------------------------------------------------------- chunked output loss
+@pytest.mark.parametrize("cap,masked,chunk", [(30.0, False, 5), (2.0, True, 3), (None, True, 64), (30.0, True, None)])
+def test_chunked_head_cross_entropy_matches_the_plain_loss(cap, masked, chunk):
+    from flowlm.denoisers import softcap
+    from flowlm.nets import linear_softcap_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    B, L, d, V = 3, 7, 5, 11
+    f = torch.randn(B, L, d, dtype=torch.float64, generator=g, requires_grad=True)
+    W = (3 * torch.randn(V, d, dtype=torch.float64, generator=g)).requires_grad_()
+    b = torch.randn(V, dtype=torch.float64, generator=g, requires_grad=True)
+    tokens = torch.randint(0, V, (B, L), generator=g)
+    mask = torch.rand(B, L, generator=g) < 0.6 if masked else None
+    ce = torch.nn.functional.cross_entropy(softcap(f @ W.T + b, cap).flatten(0, 1), tokens.flatten(), reduction="none")
+    want = ce.mean() if mask is None else (ce * mask.flatten()).sum() / mask.sum()  # float64 reference
+    got = linear_softcap_cross_entropy(f, W, b, tokens, mask, cap=cap, chunk_rows=chunk)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for gw, gg in zip(torch.autograd.grad(want, (f, W, b)), torch.autograd.grad(got, (f, W, b))):
+        torch.testing.assert_close(gg, gw, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_softcap_cross_entropy(f, W, b, tokens, mask, cap=cap, chunk_rows=chunk), want.detach())
+
+
+def test_flm_loss_equals_the_plain_computation_on_the_same_draws():
+    from flowlm.denoisers import flm_loss
+    from flowlm.interpolants import stratified_uniform
+
+    torch.manual_seed(14)
+    model = FLM(DiTConfig(vocab_size=17, **SMALL))
+    _randomize(model.net)
+    tokens = torch.randint(0, 17, (4, 12))
+    loss, _ = model.loss(tokens, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    tau = stratified_uniform(4, generator=g)
+    t = model.schedule.t_of_tau(tau.double()).float()
+    xt = model.noisy_state(tokens, t, generator=g)
+    want = flm_loss(model.net(xt, tau), tokens)
+    torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+    (g1,) = torch.autograd.grad(loss, model.net.head.weight)
+    (g2,) = torch.autograd.grad(want, model.net.head.weight)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6)

@@ -7,7 +7,8 @@ batch), set :math:`t = t(\tau)`, build the noisy state in the model's state spac
     x_t = \alpha(t)\,x_0 + \beta(t)\,x_1 \quad(\text{projected: } h_t = \alpha(t)\,x_0E + \beta(t)\,E[\text{tokens}]),
 
 and minimize the token-level cross-entropy of ``net(h_t, τ)`` against the clean tokens
-(:func:`flowlm.denoisers.flm_loss`, no time weighting). With ``projected=True`` (default) the
+(:func:`flowlm.denoisers.flm_loss`, no time weighting; computed by the chunked
+:func:`flowlm.nets.linear_softcap_cross_entropy`, which never forms the ``[B, L, V]`` logits). With ``projected=True`` (default) the
 noise is drawn directly as :math:`x_0E\sim\mathcal N(0,E^\top E)` (:class:`~flowlm.nets.ProjectedSpace`).
 """
 
@@ -19,10 +20,9 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor, nn
 
-from flowlm.denoisers import flm_loss
 from flowlm.interpolants import DecodingErrorSchedule, Interpolant, Linear, TimeSchedule, stratified_uniform
 from flowlm.interpolants.base import expand_time
-from flowlm.nets import DiT, DiTConfig, NetDenoiser, ProjectedSpace
+from flowlm.nets import DiT, DiTConfig, NetDenoiser, ProjectedSpace, linear_softcap_cross_entropy
 from flowlm.states import OneHotSpace
 
 __all__ = ["FLM"]
@@ -66,7 +66,7 @@ class FLM(nn.Module):
         x1 = self.space.one_hot(tokens)  # [B, L, D]
         x0 = self.space.noise(B, L, device=tokens.device, dtype=x1.dtype, generator=generator)  # [B, L, D]
         a, b = self.interpolant.alpha(t).to(x1.dtype), self.interpolant.beta(t).to(x1.dtype)
-        return expand_time(a, x1) * x0 + expand_time(b, x1) * x1
+        return x0.mul_(expand_time(a, x1)).addcmul_(expand_time(b, x1), x1)  # x0 is fresh: update in place
 
     def loss(
         self,
@@ -80,8 +80,11 @@ class FLM(nn.Module):
         tau = stratified_uniform(B, device=dev, generator=generator)  # [B], model time
         t = self.schedule.t_of_tau(tau.double()).float()  # [B], interpolation time
         xt = self.noisy_state(tokens, t, generator=generator)  # [B, L, D]
-        logits = self.denoiser.logits_tau(xt, tau)  # [B, L, V]
-        loss = flm_loss(logits, tokens, mask)
+        features = self.net(self.denoiser.project(xt), tau, return_features=True)  # [B, L, d]
+        # = flm_loss(net(h, τ), tokens, mask), without materializing [B, L, V] logits
+        loss = linear_softcap_cross_entropy(
+            features, self.net.head.weight, self.net.head.bias, tokens, mask, cap=self.config.out_softcap
+        )
         return loss, {"loss": loss.detach()}
 
     def forward(self, tokens: Int[Tensor, "B L"], mask: Bool[Tensor, "B L"] | None = None) -> Tensor:

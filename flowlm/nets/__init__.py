@@ -7,6 +7,7 @@
 
 from flowlm.nets.attention import SelfAttention, attention
 from flowlm.nets.dit import DiT, DiTBlock, DiTConfig
+from flowlm.nets.fused_ce import linear_softcap_cross_entropy
 from flowlm.nets.projection import ProjectedSpace
 from flowlm.nets.rope import RotaryEmbedding, apply_rotary
 from flowlm.nets.time_embedding import TimeEmbedder, sinusoidal_embedding
@@ -23,6 +24,7 @@ __all__ = [
     "TimeEmbedder",
     "sinusoidal_embedding",
     "ProjectedSpace",
+    "linear_softcap_cross_entropy",
     "NetDenoiser",
     "NetTwoTimeDenoiser",
 ]

@@ -179,7 +179,9 @@ class DiT(nn.Module):
         return c
 
     @typing.no_type_check  # runs inside torch.compile; shapes are checked by the wrappers and below
-    def forward(self, h: Tensor, tau: Tensor, tau_t: Tensor | None = None) -> Tensor:
+    def forward(self, h: Tensor, tau: Tensor, tau_t: Tensor | None = None, return_features: bool = False) -> Tensor:
+        """Logits ``[B, L, V]``; with ``return_features=True`` the modulated last hidden states
+        ``[B, L, d]`` that the head maps to logits (for the chunked loss of :mod:`flowlm.nets.fused_ce`)."""
         if not torch.compiler.is_compiling():
             if h.ndim != 3 or h.shape[-1] != self.config.width:
                 raise ValueError(
@@ -195,6 +197,9 @@ class DiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, cos, sin)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
-        logits = self.head(_modulate(self.norm_out(h), shift, scale))  # [B, L, V]
+        features = _modulate(self.norm_out(h), shift, scale)  # [B, L, W]
+        if return_features:
+            return features
+        logits = self.head(features)  # [B, L, V]
         cap = self.config.out_softcap
         return cap * torch.tanh(logits / cap) if cap else logits

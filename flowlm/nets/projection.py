@@ -74,6 +74,11 @@ class ProjectedSpace:
         V, d = E.shape
         if V <= d:
             return E
+        with torch.autocast(device_type=E.device.type, enabled=False):  # the Gram matrix needs full precision
+            return self._cholesky_factor(E)
+
+    def _cholesky_factor(self, E: Tensor) -> Tensor:
+        d = E.shape[1]
         gram = E.float().T @ E.float()  # [d, d]
         eps = self.jitter * gram.diagonal().mean().detach()
         eye = torch.eye(d, device=E.device, dtype=gram.dtype)

@@ -138,6 +138,10 @@ def train(
             ema.load_state_dict(ck.ema, ck.ema_updates)
         if "cpu" in ck.rng:
             torch.set_rng_state(ck.rng["cpu"].cpu())
+        cuda_keys = sorted((k for k in ck.rng if k.startswith("cuda/")), key=lambda k: int(k.split("/")[1]))
+        cuda_states = [ck.rng[k].cpu() for k in cuda_keys]
+        if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
         start = last_saved = ck.step
     broadcast_module(model)  # replicas start identical (no-op on one process)
     if config.compile:
