@@ -161,7 +161,7 @@ class RunConfig:
 
 
 DISTILL_METHODS = ("semigroup", "lagrangian", "eulerian")
-TOKENIZER_KINDS = ("char", "bpe", "gpt2", "bert")  # flowlm.data.tokenizers checks it is the same list
+TOKENIZER_KINDS = ("char", "bpe", "gpt2", "bert")  # = flowlm.data.tokenizers.TOKENIZER_KINDS (a test checks)
 
 # model-shape fields: a checkpoint is only loadable into the same values
 MODEL_FIELDS = ("tokenizer", "vocab_size", "seq_len", "depth", "width", "heads", "mlp_ratio", "time_dim",

@@ -29,7 +29,7 @@ def char_tok():
 
 
 @pytest.fixture(scope="module")
-def bpe_tok(tmp_path_factory):
+def bpe_tok():
     return BPETokenizer.train(SAMPLE * 20, vocab_size=300)
 
 
