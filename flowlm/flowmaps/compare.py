@@ -7,8 +7,9 @@ records per run:
 
 * the loss curve and the wall time per optimizer step (median over steps);
 * peak memory of one training step: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU the
-  peak of the running sum of the allocator events seen by ``torch.profiler`` (``profile_memory``)
-  during one step, i.e. the step's peak *additional* tensor memory;
+  peak of the running sum of the allocations (op self memory) and frees seen by
+  ``torch.profiler`` (``profile_memory``) during one step, i.e. the step's peak *additional*
+  tensor memory (op-granular, so an estimate);
 * JVP calls per step (from the distiller metrics);
 * the three residuals of the trained map (:func:`residual_report`) on one fixed batch;
 * ``n``-step sample quality for ``n`` in ``sample_steps``: total-variation distance
@@ -125,11 +126,14 @@ def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[flo
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = [e for e in prof.events() if e.name == "[memory]"]
-    events.sort(key=lambda e: e.time_range.start)
+    # allocations are attributed to the op that made them (self memory), frees to "[memory]" events
+    deltas = sorted(
+        (e.time_range.start, e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage)
+        for e in prof.events()
+    )
     running = peak = 0
-    for e in events:
-        running += e.cpu_memory_usage
+    for _, delta in deltas:
+        running += delta
         peak = max(peak, running)
     return peak / 2**20, "torch.profiler CPU allocator events (peak of running sum, one step)"
 
