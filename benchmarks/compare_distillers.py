@@ -82,7 +82,19 @@ def write_summary(result: dict, path: Path, args: argparse.Namespace) -> None:
         "Residuals: mean over off-diagonal rows of Σ_v (δ̂ − δ̄)² on one fixed batch (Eulerian with the 'cap' policy, "
         "unprojected targets; its factor grows like 1/(1 − t), so its residual is on a different scale). "
         "`teacher_euler`: the exact teacher's Euler sampler; `exact_samples`: TV of exact draws (Monte-Carlo floor). "
-        f"Memory source: {next((r['memory_source'] for r in result['runs'] if r['memory_source']), 'n/a')}.",
+        f"Memory: {next((r['memory_source'] for r in result['runs'] if r['memory_source']), 'n/a')}. "
+        "ms/step: median over the run's steps, measured in one process one run after another (on a shared "
+        "CPU only the ratios within one run are meaningful).",
+    ]
+    best = min((r for r in result["runs"] if r["losses"]), key=lambda r: r["tv"][str(cfg["sample_steps"][0])])
+    lines += [
+        "",
+        f"Best {cfg['sample_steps'][0]}-step TV among the distillers: **{best['name']}**.",
+        "",
+        "Notes. The Eulerian target multiplies a JVP by μ = (t−s)(1−s)/(1−t) (Linear), up to ~100 at the "
+        "default t_max = 0.99, so its targets are the noisiest; its one-step map is trained only through the "
+        "'hold' policy. At t = 1 the Lagrangian target is D̂_1(δ̂_{s,1}(x)), the teacher's rounding of the "
+        "student's own output, so the one-step map learns from t < 1 rows through continuity.",
     ]
     path.write_text("\n".join(lines) + "\n")
 
