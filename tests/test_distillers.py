@@ -212,3 +212,33 @@ def test_projection_options_run_for_both_jvp_distillers(projection):
         for jvp in (ExactJVP(), FiniteDifferenceJVP(1e-3)):
             loss, m = cls(it, IdentitySchedule(), teacher=law, projection=projection, jvp=jvp).loss(student, tokens)
             assert torch.isfinite(loss) and m["n_jvp"] == 1.0
+
+
+@pytest.mark.slow
+def test_comparison_harness_records_every_run_and_writes_its_files(tmp_path):
+    from flowlm.flowmaps.compare import all_sequences, compare_distillers, total_variation
+
+    # TV helper against a hand count: 3 draws of sequence 0 and 1 of sequence 5 vs a point mass on 0
+    p = torch.zeros(8, dtype=F64)
+    p[0] = 1.0
+    toks = torch.tensor([[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 0, 1]])
+    assert total_variation(toks, p, 2) == pytest.approx(0.25)
+    assert all_sequences(2, 3)[5].tolist() == [1, 0, 1]
+
+    it, law, student, seqs = small_setup()
+    result = compare_distillers(
+        law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(),
+        steps=4, batch_size=16, n_samples=256, residual_batch=32, sample_steps=(1, 2), out_dir=tmp_path, name="cmp",
+    )
+    runs = {r["name"]: r for r in result["runs"]}
+    assert set(runs) == {"semigroup", "lagrangian", "eulerian", "teacher_euler", "exact_samples"}
+    for name in ("semigroup", "lagrangian", "eulerian"):
+        r = runs[name]
+        assert len(r["losses"]) == 4 and r["peak_memory_mb"] > 0 and r["step_time_ms"] > 0
+        assert r["jvp_per_step"] == (0.0 if name == "semigroup" else 1.0)
+        assert set(r["residuals"]) >= {"semigroup", "lagrangian", "eulerian"}
+        assert all(0.0 <= r["tv"][k] <= 1.0 for k in ("1", "2"))
+    # argmax D̂_0 is one fixed sequence of law probability 1/4 (4 equally likely sequences, uniform marginals tie)
+    assert runs["teacher_euler"]["tv"]["1"] >= 0.75 - 1e-9
+    for ext in ("json", "csv", "png"):
+        assert (tmp_path / f"cmp.{ext}").stat().st_size > 0
