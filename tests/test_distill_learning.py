@@ -67,7 +67,7 @@ def test_distilled_one_step_samples_approach_the_law(name):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
     assert sum(losses[-30:]) / 30 < sum(losses[:30]) / 30
     if name == "eulerian":
