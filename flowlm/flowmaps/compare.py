@@ -48,7 +48,7 @@ from flowlm.flowmaps.semigroup import SemigroupDistiller
 from flowlm.flowmaps.time_pairs import TimePairSampler
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.samplers.euler import EulerSampler
+from flowlm.samplers import EulerSampler
 from flowlm.states import OneHotSpace
 
 __all__ = ["RunRecord", "compare_distillers", "all_sequences", "total_variation", "sample_tv"]

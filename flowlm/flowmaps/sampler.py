@@ -38,7 +38,7 @@ from torch import Tensor
 from flowlm.flowmaps.two_time import TwoTimeDenoiser, delta_probs
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.samplers.base import SamplerOutput
+from flowlm.samplers import SamplerOutput
 from flowlm.states import OneHotSpace, StateSpace
 
 __all__ = ["FlowMapSampler"]
