@@ -85,7 +85,7 @@ def linear_softcap_cross_entropy(
     """Mean (over counted tokens) CE of ``c·tanh((f W^T + b)/c)`` against ``tokens``, chunked.
 
     ``features: [B, L, d]``, ``weight: [V, d]``, ``bias: [V]``, ``tokens: [B, L]``,
-    ``mask: [B, L]`` (True = counts). ``chunk_rows`` defaults to about 2²³ logits per chunk.
+    ``mask: [B, L]`` (True = counts). ``chunk_rows`` defaults to about 2²¹ logits (8 MiB in float32) per chunk.
     """
     d = features.shape[-1]
     V = weight.shape[0]
@@ -100,7 +100,7 @@ def linear_softcap_cross_entropy(
         if not torch.compiler.is_compiling() and int(n) == 0:
             raise ValueError("the mask selects no token; every sequence is padding")
         w = m / n
-    rows = chunk_rows or max(1, (1 << 23) // V)
+    rows = chunk_rows or max(1, (1 << 21) // V)
     needs = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in (features, weight, bias))
     if not needs:
         return _chunked(f, weight, bias, t, w, cap, rows, False)[0]
