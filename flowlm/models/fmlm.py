@@ -40,7 +40,8 @@ class FMLM(nn.Module):
         self.schedule = schedule if schedule is not None else DecodingErrorSchedule(config.vocab_size, self.interpolant)
         self.projected = bool(projected)
         self.space = ProjectedSpace(self.net) if projected else OneHotSpace(config.vocab_size)
-        self.delta = NetTwoTimeDenoiser(self.net, self.schedule, self.space)
+        # a view of self.net, not a second registered submodule (state_dict keys stay net.*)
+        object.__setattr__(self, "delta", NetTwoTimeDenoiser(self.net, self.schedule, self.space))
 
     @property
     def vocab_size(self) -> int:

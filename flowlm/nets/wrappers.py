@@ -15,8 +15,6 @@ interchangeable wherever a denoiser is expected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -28,8 +26,12 @@ from flowlm.states import OneHotSpace, StateSpace
 __all__ = ["NetDenoiser", "NetTwoTimeDenoiser"]
 
 
-class _NetWrapper:
+class _NetWrapper(nn.Module):
+    """An ``nn.Module`` around the network (so ``eval()``, ``requires_grad_()``, ``parameters()``
+    reach it, e.g. when a distiller freezes its teacher); holds the schedule and the state space."""
+
     def __init__(self, net: nn.Module, schedule: TimeSchedule, space: StateSpace | None = None) -> None:
+        super().__init__()
         self.net = net
         self.schedule = schedule
         self.space = space if space is not None else ProjectedSpace(net)
@@ -55,21 +57,11 @@ class _NetWrapper:
             raise ValueError(f"expected V-wide states [B, L, {V}], got {tuple(x.shape)}")
         return x.to(self.net.E.dtype) @ self.net.E  # [B, L, d]
 
-    def parameters(self) -> Iterator[nn.Parameter]:
-        return self.net.parameters()
-
-    def train(self, mode: bool = True) -> "_NetWrapper":
-        self.net.train(mode)
-        return self
-
-    def eval(self) -> "_NetWrapper":
-        return self.train(False)
-
 
 class NetDenoiser(_NetWrapper):
     """``den(x, t) = net(h(x), τ(t))``: a :class:`~flowlm.denoisers.Denoiser` backed by a network."""
 
-    def __call__(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
         check_batch_times("t", t, x.shape[0])
         check_finite("x", x)
         return self.net(self.project(x), self.schedule.tau_of_t(t))
@@ -85,7 +77,7 @@ class NetDenoiser(_NetWrapper):
 class NetTwoTimeDenoiser(_NetWrapper):
     """``δ̂(x, s, t) = net(h(x), τ(s), τ(t))``: logits of the two-time denoiser δ̂_{s,t}(x)."""
 
-    def __call__(
+    def forward(
         self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
     ) -> Float[Tensor, "B L V"]:
         check_batch_times("s", s, x.shape[0])
