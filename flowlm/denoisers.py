@@ -46,7 +46,8 @@ def flm_loss(
 
     No time weighting. ``mask`` marks the tokens that count (True = real token).
     """
-    ce = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
+    work = torch.promote_types(logits.dtype, torch.float32)  # bf16 → float32; float64 stays exact
+    ce = F.cross_entropy(logits.to(work).flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
     if mask is None:
         return ce.mean()
     n = mask.sum()
