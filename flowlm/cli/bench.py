@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowlm.cli.common import add_data_arg, user_errors
+from flowlm.cli.common import add_data_arg, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -33,16 +33,6 @@ examples:
   flowlm bench --flm runs/my-flm --fmlm runs/my-fmlm --batch 64 --device cuda
   flowlm bench --preset tiny                     # trains a tiny FLM + FMLM pair first (seconds)
 """
-
-
-def _steps(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(s) for s in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step counts like '1,2,4,8', got {text!r}") from None
-    if not steps or min(steps) < 1:
-        raise argparse.ArgumentTypeError(f"step counts must be integers >= 1, got {text!r}")
-    return steps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fmlm", metavar="CKPT", default=None, help="FMLM checkpoint (overrides --run-dir)")
     p.add_argument("--preset", default=None,
                    help="train + distill this run preset into runs/bench-<preset> first (resumable), e.g. tiny")
-    p.add_argument("--fmlm-steps", type=_steps, default=(1, 2, 4, 8), metavar="1,2,4,8",
+    p.add_argument("--fmlm-steps", type=step_counts, default=(1, 2, 4, 8), metavar="1,2,4,8",
                    help="FMLM step sweep (default: 1,2,4,8)")
-    p.add_argument("--flm-steps", type=_steps, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
+    p.add_argument("--flm-steps", type=step_counts, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
                    help="FLM step sweep (default: 1,2,4,...,128; fine at the low end, so the Gen PPL match is tight)")
     p.add_argument("--batch", type=int, default=32, help="batch size for throughput and Gen PPL (default: 32)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per setting, best reported, median stored (default: 5)")

@@ -96,3 +96,14 @@ def user_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]],
         return run
 
     return wrap
+
+
+def step_counts(text: str) -> tuple[int, ...]:
+    """Parse ``"1,2,4,8"`` (or space-separated) into step counts, each >= 1 (an argparse ``type``)."""
+    try:
+        steps = tuple(int(s) for s in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step counts like '1,2,4,8', got {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be integers >= 1, got {text!r}")
+    return steps

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import add_data_arg, user_errors
+from flowlm.cli.common import add_data_arg, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -22,16 +22,6 @@ sample prefixed by the evaluator's document-start token, truncated to its contex
 """
 
 
-def _steps(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(s) for s in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step counts like '1,2,4,8', got {text!r}") from None
-    if not steps or min(steps) < 1:
-        raise argparse.ArgumentTypeError(f"step counts must be integers >= 1, got {text!r}")
-    return steps
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval", help="Gen PPL + entropy of checkpoint samples (or a text file); JSON records + table",
@@ -42,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run directory or checkpoint file (repeatable)")
     p.add_argument("--texts", metavar="FILE", default=None,
                    help="evaluate the samples in this text file instead of sampling a checkpoint")
-    p.add_argument("--steps", type=_steps, default=None, metavar="1,2,4",
+    p.add_argument("--steps", type=step_counts, default=None, metavar="1,2,4",
                    help="sampler steps (default: the run's sample_steps / distill_sample_steps)")
     p.add_argument("--n-samples", type=int, default=32, help="samples per evaluation (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from flowlm.cli.common import add_data_arg, user_errors
+from flowlm.cli.common import add_data_arg, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -19,16 +19,6 @@ Stages: train the FLM (out-dir/flm) -> distill the FMLM (out-dir/fmlm, semigroup
 1/2/4/8 steps and the FLM at 8..128 steps -> Gen PPL (offline SmolLM2-135M) + unigram entropy, with
 held-out text as the reference row -> out-dir/report/ (results.md, genppl.png, samples.md).
 """
-
-
-def _steps(text: str) -> tuple[int, ...]:
-    try:
-        steps = tuple(int(s) for s in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected step counts like '1,2,4,8', got {text!r}") from None
-    if not steps or min(steps) < 1:
-        raise argparse.ArgumentTypeError(f"step counts must be integers >= 1, got {text!r}")
-    return steps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="quickstart folder (default: runs/quickstart, or runs/quickstart-tiny for --preset tiny)")
     p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
                    help="override a RunConfig field of the preset, e.g. --set steps=4000 (repeatable)")
-    p.add_argument("--fmlm-steps", type=_steps, default=None, metavar="1,2,4,8", help="FMLM step sweep (default: 1,2,4,8)")
-    p.add_argument("--flm-steps", type=_steps, default=None, metavar="8,16,...", help="FLM step sweep (default: 8,16,32,64,128)")
+    p.add_argument("--fmlm-steps", type=step_counts, default=None, metavar="1,2,4,8", help="FMLM step sweep (default: 1,2,4,8)")
+    p.add_argument("--flm-steps", type=step_counts, default=None, metavar="8,16,...", help="FLM step sweep (default: 8,16,32,64,128)")
     p.add_argument("--n-samples", type=int, default=None, help="samples per evaluation (default: 32; tiny: 4)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--evaluator", default=None,
