@@ -18,17 +18,17 @@ from typing import Any
 
 import torch
 from jaxtyping import Bool, Int
-from torch import Tensor, nn
+from torch import Tensor
 
-from flowlm.interpolants import DecodingErrorSchedule, Interpolant, Linear, TimeSchedule, stratified_uniform
+from flowlm.interpolants import Interpolant, TimeSchedule, stratified_uniform
 from flowlm.interpolants.base import expand_time
-from flowlm.nets import DiT, DiTConfig, NetDenoiser, ProjectedSpace, linear_softcap_cross_entropy
-from flowlm.states import OneHotSpace
+from flowlm.models.base import FlowModel
+from flowlm.nets import DiTConfig, NetDenoiser, linear_softcap_cross_entropy
 
 __all__ = ["FLM"]
 
 
-class FLM(nn.Module):
+class FLM(FlowModel):
     """A flow language model.
 
     Attributes: ``net`` (:class:`~flowlm.nets.DiT`), ``space`` (where the flow's state lives),
@@ -43,21 +43,11 @@ class FLM(nn.Module):
         schedule: TimeSchedule | None = None,
         projected: bool = True,
     ) -> None:
-        super().__init__()
         if config.two_time:
             raise ValueError("FLM needs a single-time DiT (two_time=False); two-time nets belong to FMLM")
-        self.config = config
-        self.net = DiT(config)
-        self.interpolant = interpolant if interpolant is not None else Linear()
-        self.schedule = schedule if schedule is not None else DecodingErrorSchedule(config.vocab_size, self.interpolant)
-        self.projected = bool(projected)
-        self.space = ProjectedSpace(self.net) if projected else OneHotSpace(config.vocab_size)
+        super().__init__(config, interpolant, schedule, projected)
         # a view of self.net, not a second registered submodule (state_dict keys stay net.*)
         object.__setattr__(self, "denoiser", NetDenoiser(self.net, self.schedule, self.space))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
 
     def noisy_state(
         self, tokens: Int[Tensor, "B L"], t: Tensor, generator: torch.Generator | None = None

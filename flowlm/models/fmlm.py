@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowlm.interpolants import DecodingErrorSchedule, Interpolant, Linear, TimeSchedule
-from flowlm.nets import DiT, DiTConfig, NetTwoTimeDenoiser, ProjectedSpace
-from flowlm.states import OneHotSpace
+from flowlm.interpolants import Interpolant, TimeSchedule
+from flowlm.models.base import FlowModel
+from flowlm.nets import DiTConfig, NetTwoTimeDenoiser
 
 __all__ = ["FMLM"]
 
 
-class FMLM(nn.Module):
+class FMLM(FlowModel):
     """A few-step generator. Attributes: ``net`` (two-time DiT), ``space``, ``interpolant``,
     ``schedule``, ``delta`` (``delta(x, s, t) -> logits``), ``vocab_size``, ``config``."""
 
@@ -31,21 +31,11 @@ class FMLM(nn.Module):
         schedule: TimeSchedule | None = None,
         projected: bool = True,
     ) -> None:
-        super().__init__()
         if not config.two_time:
             config = config.replace(two_time=True)
-        self.config = config
-        self.net = DiT(config)
-        self.interpolant = interpolant if interpolant is not None else Linear()
-        self.schedule = schedule if schedule is not None else DecodingErrorSchedule(config.vocab_size, self.interpolant)
-        self.projected = bool(projected)
-        self.space = ProjectedSpace(self.net) if projected else OneHotSpace(config.vocab_size)
+        super().__init__(config, interpolant, schedule, projected)
         # a view of self.net, not a second registered submodule (state_dict keys stay net.*)
         object.__setattr__(self, "delta", NetTwoTimeDenoiser(self.net, self.schedule, self.space))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
 
     @classmethod
     def from_teacher(cls, flm: nn.Module) -> "FMLM":
