@@ -33,6 +33,7 @@ import torch
 
 from flowlm.evaluation import (
     DEFAULT_EVALUATOR,
+    MIN_ENTROPY_RATIO,
     EvalRecord,
     Evaluator,
     check_evaluator,
@@ -243,8 +244,15 @@ def _write_samples(path: Path, texts: Sequence[str], title: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ report
-def matching_flm_steps(records: Sequence[EvalRecord], fmlm_steps: int = 1) -> dict[str, Any] | None:
-    """The fewest FLM steps whose Gen PPL is at most the ``fmlm_steps``-step FMLM's.
+def matching_flm_steps(
+    records: Sequence[EvalRecord], fmlm_steps: int = 1, min_entropy_ratio: float = MIN_ENTROPY_RATIO
+) -> dict[str, Any] | None:
+    """The fewest FLM steps whose Gen PPL is at most the ``fmlm_steps``-step FMLM's, among FLM
+    rows whose samples are not degenerate.
+
+    Gen PPL rewards repetition: a one-step FLM that writes the same token everywhere can score a
+    lower Gen PPL than real text. An FLM row whose unigram entropy (``metrics["entropy"]``, when
+    recorded) is below ``min_entropy_ratio`` × the FMLM row's is therefore never a match.
 
     Returns ``{"fmlm": rec, "flm": rec, "reached": bool, "bound": str}`` or ``None`` without both
     methods. ``bound`` says how to read a speed-up computed against ``flm``:
@@ -261,8 +269,9 @@ def matching_flm_steps(records: Sequence[EvalRecord], fmlm_steps: int = 1) -> di
     if not fm or not flm:
         return None
     target = fm[0].metrics["gen_ppl"]
+    min_entropy = min_entropy_ratio * fm[0].metrics.get("entropy", 0.0)
     for i, r in enumerate(flm):
-        if r.metrics["gen_ppl"] <= target:
+        if r.metrics["gen_ppl"] <= target and r.metrics.get("entropy", math.inf) >= min_entropy:
             bound = "upper" if i == 0 and r.steps > fmlm_steps else "within-sweep"
             return {"fmlm": fm[0], "flm": r, "reached": True, "bound": bound}
     return {"fmlm": fm[0], "flm": flm[-1], "reached": False, "bound": "lower"}

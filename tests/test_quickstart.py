@@ -9,7 +9,8 @@ import re
 import pytest
 
 from flowlm.cli.main import main
-from flowlm.evaluation import load_record, load_records
+from flowlm.evaluation import MIN_ENTROPY_RATIO, EvalRecord, load_record, load_records
+from flowlm.quickstart import matching_flm_steps
 
 FMLM_STEPS, FLM_STEPS = (1, 2, 4, 8), (8, 16, 32, 64, 128)
 # the tests sharing the tiny run go to one xdist worker (the run is built once per worker)
@@ -194,11 +195,31 @@ def test_bench_measures_every_setting_and_the_speedup(tiny_run, tmp_path, capsys
     s = res["speedup_one_step"]
     assert s["bound"] in ("within-sweep", "upper", "lower") and s["latency_speedup"] > 0
     flm_ppl = {st: rows[("FLM", st)]["gen_ppl"] for st in (1, 8, 32)}
-    if s["reached"]:  # the matched FLM row is the first in the sweep at least as good as one-step FMLM
-        assert flm_ppl[s["flm_steps"]] <= s["fmlm_gen_ppl"]
-        assert all(flm_ppl[st] > s["fmlm_gen_ppl"] for st in flm_ppl if st < s["flm_steps"])
+    min_entropy = MIN_ENTROPY_RATIO * rows[("FMLM", 1)]["entropy"]
+    usable = {st: p for st, p in flm_ppl.items() if rows[("FLM", st)]["entropy"] >= min_entropy}
+    if s["reached"]:  # the matched FLM row is the first usable one at least as good as one-step FMLM
+        assert usable[s["flm_steps"]] <= s["fmlm_gen_ppl"]
+        assert all(usable[st] > s["fmlm_gen_ppl"] for st in usable if st < s["flm_steps"])
     else:
-        assert s["flm_steps"] == 32 and min(flm_ppl.values()) > s["fmlm_gen_ppl"]
+        assert s["flm_steps"] == 32 and all(p > s["fmlm_gen_ppl"] for p in usable.values())
+
+
+def _record(method: str, steps: int, gen_ppl: float, entropy: float) -> EvalRecord:
+    return EvalRecord(method=method, metrics={"gen_ppl": gen_ppl, "entropy": entropy}, evaluator="test", n_samples=1, steps=steps)
+
+
+def test_matching_flm_steps_skips_degenerate_rows():
+    """A repetitive FLM row (entropy collapsed) is no match, however low its Gen PPL."""
+    fmlm = _record("FMLM", 1, gen_ppl=400.0, entropy=3.2)
+    degenerate = _record("FLM", 1, gen_ppl=50.0, entropy=0.8)  # e.g. one token repeated
+    worse = _record("FLM", 8, gen_ppl=900.0, entropy=3.8)
+    better = _record("FLM", 64, gen_ppl=380.0, entropy=3.7)
+    match = matching_flm_steps([fmlm, degenerate, worse, better], 1)
+    assert match["reached"] and match["flm"] is better and match["bound"] == "within-sweep"
+    # without the degenerate row's entropy it would have matched at 1 step
+    assert matching_flm_steps([fmlm, degenerate, worse, better], 1, min_entropy_ratio=0.0)["flm"] is degenerate
+    none = matching_flm_steps([fmlm, degenerate, worse], 1)
+    assert not none["reached"] and none["flm"] is worse and none["bound"] == "lower"
 
 
 def test_bench_rejects_missing_checkpoints(tmp_path, capsys):

@@ -131,7 +131,7 @@ def run_bench(
                "throughput_median_samples_per_s": batch / batch_med, "batch_time_s": batch_time,
                "gen_ppl": metrics["gen_ppl"], "entropy": metrics["entropy"]}
         rows.append(row)
-        records.append(EvalRecord(method=method, metrics={"gen_ppl": metrics["gen_ppl"]}, evaluator=ev.name,
+        records.append(EvalRecord(method=method, metrics={"gen_ppl": metrics["gen_ppl"], "entropy": metrics["entropy"]}, evaluator=ev.name,
                                   n_samples=batch, steps=steps, nfe=samples.nfe, wall_time_s=latency))
     match = matching_flm_steps(records, 1)
     speedup = None
