@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
 from flowlm.interpolants import DecodingErrorSchedule, Interpolant, Linear, TimeSchedule
@@ -36,3 +39,21 @@ class FlowModel(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
+
+    def _run_sampler(
+        self, sampler: Any, network: Any, batch: int, length: int, generator: torch.Generator | None
+    ) -> Any:
+        """Draw x0 ~ the space's noise and run ``sampler(network, interpolant, schedule, x0, space)``
+        with the network in eval mode (restored afterwards)."""
+        if length > self.config.max_length:
+            raise ValueError(f"length {length} exceeds the model's max_length {self.config.max_length}")
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            x0 = self.space.noise(batch, length, device=self.net.E.device, dtype=self.net.E.dtype, generator=generator)
+            return sampler(network, self.interpolant, self.schedule, x0, space=self.space)
+        finally:
+            self.net.train(was_training)
+
+    def extra_repr(self) -> str:
+        return f"interpolant={self.interpolant!r}, schedule={self.schedule!r}, projected={self.projected}"

@@ -96,20 +96,8 @@ class FLM(FlowModel):
         Default sampler: :class:`flowlm.samplers.EulerSampler` on the model's state space.
         Returns the sampler's ``SamplerOutput(probs, tokens, nfe)``.
         """
-        if length > self.config.max_length:
-            raise ValueError(f"length {length} exceeds the model's max_length {self.config.max_length}")
         if sampler is None:
             from flowlm.samplers import EulerSampler
 
             sampler = EulerSampler(n_steps)
-        dev = self.net.E.device
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            x0 = self.space.noise(batch, length, device=dev, dtype=self.net.E.dtype, generator=generator)
-            return sampler(self.denoiser, self.interpolant, self.schedule, x0, space=self.space)
-        finally:
-            self.net.train(was_training)
-
-    def extra_repr(self) -> str:
-        return f"interpolant={self.interpolant!r}, schedule={self.schedule!r}, projected={self.projected}"
+        return self._run_sampler(sampler, self.denoiser, batch, length, generator)

@@ -69,20 +69,8 @@ class FMLM(FlowModel):
         sampler: Any = None,
     ):
         """``n_steps``-step generation with :class:`flowlm.flowmaps.FlowMapSampler` (γ: re-noising)."""
-        if length > self.config.max_length:
-            raise ValueError(f"length {length} exceeds the model's max_length {self.config.max_length}")
         if sampler is None:
             from flowlm.flowmaps import FlowMapSampler
 
             sampler = FlowMapSampler(n_steps, gamma)
-        dev = self.net.E.device
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            x0 = self.space.noise(batch, length, device=dev, dtype=self.net.E.dtype, generator=generator)
-            return sampler(self.delta, self.interpolant, self.schedule, x0, space=self.space)
-        finally:
-            self.net.train(was_training)
-
-    def extra_repr(self) -> str:
-        return f"interpolant={self.interpolant!r}, schedule={self.schedule!r}, projected={self.projected}"
+        return self._run_sampler(sampler, self.delta, batch, length, generator)
