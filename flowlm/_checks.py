@@ -64,3 +64,15 @@ def check_batch_times(name: str, t: Tensor, batch: int) -> None:
     if t.ndim != 1 or t.shape[0] != batch:
         raise ValueError(f"{name} must have shape [{batch}] (one time per sequence), got {tuple(t.shape)}")
     check_unit_interval(name, t)
+
+
+def check_token_ids(name: str, tokens: Tensor, vocab_size: int) -> None:
+    """Raise ``ValueError`` unless every id in ``tokens`` lies in [0, ``vocab_size``)."""
+    if _tracing() or tokens.numel() == 0:
+        return
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(
+            f"{name}: token ids must lie in [0, {vocab_size}), got range [{lo}, {hi}]; "
+            "was the data encoded with another tokenizer?"
+        )

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from flowlm._checks import check_token_ids
+
 __all__ = ["StateSpace", "OneHotSpace"]
 
 
@@ -52,13 +54,7 @@ class OneHotSpace:
         self.vocab_size = int(vocab_size)
 
     def one_hot(self, tokens: Int[Tensor, "B L"], dtype: torch.dtype = torch.float32) -> Float[Tensor, "B L V"]:
-        if not torch.compiler.is_compiling() and tokens.numel() and (
-            int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size
-        ):
-            raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size}), got range "
-                f"[{int(tokens.min())}, {int(tokens.max())}]; was the data encoded with another tokenizer?"
-            )
+        check_token_ids("tokens", tokens, self.vocab_size)
         return F.one_hot(tokens, self.vocab_size).to(dtype)
 
     def embed(self, probs: Float[Tensor, "B L V"]) -> Float[Tensor, "B L V"]:

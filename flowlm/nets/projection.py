@@ -23,6 +23,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from flowlm._checks import check_token_ids
+
 __all__ = ["ProjectedSpace"]
 
 
@@ -53,12 +55,7 @@ class ProjectedSpace:
 
     def one_hot(self, tokens: Int[Tensor, "B L"], dtype: torch.dtype | None = None) -> Float[Tensor, "B L D"]:
         """x1 @ E = E[tokens]."""
-        V = self.vocab_size
-        if not torch.compiler.is_compiling() and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= V):
-            raise ValueError(
-                f"token ids must lie in [0, {V}), got range [{int(tokens.min())}, {int(tokens.max())}]; "
-                "was the data encoded with another tokenizer?"
-            )
+        check_token_ids("tokens", tokens, self.vocab_size)
         h = self.E[tokens]  # [B, L, d]
         return h if dtype is None else h.to(dtype)
 

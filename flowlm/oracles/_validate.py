@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from flowlm._checks import check_batch_times, check_finite, check_state
+from flowlm._checks import check_batch_times, check_finite, check_state, check_token_ids
 
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("flowlm_oracle_inputs_trusted", default=False)
@@ -60,7 +60,4 @@ def check_tokens(name: str, tokens: Tensor, length: int, vocab_size: int) -> Non
         raise TypeError(f"{name} must be an integer tensor of token ids, got {getattr(tokens, 'dtype', type(tokens))}")
     if tokens.ndim != 2 or tokens.shape[1] != length:
         raise ValueError(f"{name} must have shape [n, {length}], got {tuple(tokens.shape)}")
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
-        raise ValueError(
-            f"{name}: token ids must lie in [0, {vocab_size}), got range [{int(tokens.min())}, {int(tokens.max())}]"
-        )
+    check_token_ids(name, tokens, vocab_size)
