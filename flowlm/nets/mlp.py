@@ -66,8 +66,13 @@ class _Body(nn.Module):
         return self.head(torch.nn.functional.silu(h))
 
 
-class MLPDenoiser(nn.Module):
-    """``den(x: [B, L, D], t: [B]) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
+class _MLPNet(nn.Module):
+    """Shared body of the toy MLP denoisers: flattened state + time conditioning -> logits.
+
+    ``two_time`` subclasses get a second time embedder ``time_embed_t`` with a zeroed output layer
+    (created before the body, so seeded initial weights do not depend on this class layout)."""
+
+    two_time = False
 
     def __init__(
         self,
@@ -85,42 +90,34 @@ class MLPDenoiser(nn.Module):
         self.schedule = schedule if schedule is not None else IdentitySchedule()
         self.hidden, self.depth, self.n_freq = hidden, depth, n_freq
         self.time_embed = _TimeEmbed(n_freq, hidden)
+        if self.two_time:
+            self.time_embed_t = _TimeEmbed(n_freq, hidden)
+            nn.init.zeros_(self.time_embed_t.last.weight)
+            nn.init.zeros_(self.time_embed_t.last.bias)
         self.body = _Body(self.length * self.state_dim, self.length * self.vocab_size, hidden, depth)
 
-    def _check(self, x: Tensor) -> None:
+    def _logits(self, x: Tensor, cond: Tensor) -> Tensor:
+        """logits [B, L, V] of x [B, L, D] under the conditioning vector cond [B, H]."""
         if x.ndim != 3 or x.shape[1] != self.length or x.shape[2] != self.state_dim:
             raise ValueError(
                 f"{type(self).__name__} expects x of shape [B, {self.length}, {self.state_dim}], got {tuple(x.shape)}"
             )
-
-    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-        self._check(x)
-        cond = self.time_embed(self.schedule.tau_of_t(t))  # [B, H]
         return self.body(x.flatten(1), cond).view(x.shape[0], self.length, self.vocab_size)
 
 
-class TwoTimeMLP(nn.Module):
-    """``delta(x: [B, L, D], s: [B], t: [B]) -> logits [B, L, V]`` (a two-time denoiser)."""
+class MLPDenoiser(_MLPNet):
+    """``den(x: [B, L, D], t: [B]) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        length: int,
-        state_dim: int | None = None,
-        hidden: int = 128,
-        depth: int = 3,
-        n_freq: int = 8,
-        schedule: TimeSchedule | None = None,
-    ) -> None:
-        super().__init__()
-        self.vocab_size, self.length = int(vocab_size), int(length)
-        self.state_dim = int(state_dim) if state_dim is not None else self.vocab_size
-        self.schedule = schedule if schedule is not None else IdentitySchedule()
-        self.time_embed = _TimeEmbed(n_freq, hidden)
-        self.time_embed_t = _TimeEmbed(n_freq, hidden)
-        nn.init.zeros_(self.time_embed_t.last.weight)
-        nn.init.zeros_(self.time_embed_t.last.bias)
-        self.body = _Body(self.length * self.state_dim, self.length * self.vocab_size, hidden, depth)
+    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+        return self._logits(x, self.time_embed(self.schedule.tau_of_t(t)))  # cond [B, H]
+
+
+class TwoTimeMLP(_MLPNet):
+    """``delta(x: [B, L, D], s: [B], t: [B]) -> logits [B, L, V]`` (a two-time denoiser).
+
+    A second time embedder for t, with a zeroed output layer, is summed with the first."""
+
+    two_time = True
 
     @classmethod
     def from_denoiser(cls, teacher: MLPDenoiser) -> "TwoTimeMLP":
@@ -139,7 +136,5 @@ class TwoTimeMLP(nn.Module):
     def forward(
         self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
     ) -> Float[Tensor, "B L V"]:
-        if x.ndim != 3 or x.shape[1] != self.length or x.shape[2] != self.state_dim:
-            raise ValueError(f"TwoTimeMLP expects x of shape [B, {self.length}, {self.state_dim}], got {tuple(x.shape)}")
         cond = self.time_embed(self.schedule.tau_of_t(s)) + self.time_embed_t(self.schedule.tau_of_t(t))  # [B, H]
-        return self.body(x.flatten(1), cond).view(x.shape[0], self.length, self.vocab_size)
+        return self._logits(x, cond)
