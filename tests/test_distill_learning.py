@@ -2,6 +2,14 @@
 tokens (V = 4, L = 3, a weighted set of sequences) by each distiller gives one-step samples
 much closer to the law (total variation over all 4³ sequences) than the undistilled teacher at
 one step (Euler with one step = argmax D̂_0, which is the same sequence for every noise draw).
+
+Every variant runs with the reference time-pair law (``TimePairSampler`` defaults: half the rows
+on the diagonal, 1/64 on the one-step pair (0, 1)) and two seeds. Samples are drawn with the
+student's EMA weights (decay 0.99), as the training loop samples. For the Eulerian student this
+matters: its online one-step argmax moves from step to step while the average is stable
+(``benchmarks/results/distillers.md`` reports both). A larger share of (0, 1) rows hurts the
+Lagrangian student: at t = 1 its target is the teacher's rounding of the student's own output,
+so those rows reinforce whatever the one-step map already does.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from flowlm.interpolants import IdentitySchedule, Linear
 from flowlm.nets.mlp import TwoTimeMLP
 from flowlm.oracles import FiniteSequences
 from flowlm.samplers.euler import EulerSampler
+from flowlm.training.ema import EMA
 
 V, L = 4, 3
 SEQS = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 0], [3, 0, 1], [0, 0, 0]])
@@ -47,18 +56,19 @@ def test_teacher_one_step_baseline_is_the_mode_of_the_marginals():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["semigroup", "lagrangian", "eulerian"])
-def test_distilled_one_step_samples_approach_the_law(name):
+def test_distilled_one_step_samples_approach_the_law(name, seed):
     it, law, p = law_and_probs()
     sched = IdentitySchedule()
-    pairs = TimePairSampler(sched, boundary_fraction=1 / 8)
     cls = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}[name]
-    distiller = cls(it, sched, teacher=law, pairs=pairs)
-    torch.manual_seed(0)
+    distiller = cls(it, sched, teacher=law, pairs=TimePairSampler(sched))
+    torch.manual_seed(seed)
     student = TwoTimeMLP(V, L, hidden=64, depth=2)
+    ema = EMA(student, decay=0.99)
     steps = 800
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     teacher_tv = one_step_tv(EulerSampler(1), law, it, sched, p)
     untrained_tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
     losses = []
@@ -67,14 +77,10 @@ def test_distilled_one_step_samples_approach_the_law(name):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        ema.update(student)
         losses.append(float(loss.detach()))
-    tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
+    with ema.swapped(student):
+        tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
     assert sum(losses[-30:]) / 30 < sum(losses[:30]) / 30
-    if name == "eulerian":
-        # Known gap (see the report in benchmarks/results/distillers.md): within this budget the
-        # Eulerian student does not yet beat the teacher's one-step samples; it must not be worse
-        # than its own starting point.
-        assert tv <= untrained_tv + 0.05, (name, tv, teacher_tv, untrained_tv)
-        return
     assert tv < 0.5 * teacher_tv, (name, tv, teacher_tv, untrained_tv)
     assert tv < 0.5 * untrained_tv, (name, tv, teacher_tv, untrained_tv)

@@ -25,6 +25,8 @@ from flowlm.flowmaps import (
     TimePairSampler,
     residual_report,
 )
+from flowlm.denoisers import denoised_probs
+from flowlm.flowmaps.two_time import delta_probs
 from flowlm.interpolants import Cosine, IdentitySchedule, Interpolant, Linear
 from flowlm.nets.mlp import MLPDenoiser, TwoTimeMLP
 from flowlm.oracles import ExactTwoTimeDenoiser, FactorizedCategorical, FiniteSequences
@@ -92,12 +94,17 @@ def test_each_target_equals_the_exact_delta_at_the_oracle():
     x = torch.randn(3, 2, 3, dtype=F64, generator=g)
     for cls in (SemigroupDistiller, LagrangianDistiller, EulerianDistiller):
         d = cls(it, IdentitySchedule(), teacher=law, jvp=FD)
-        if cls is EulerianDistiller:  # the "cap" policy: student and target both at min(t, t_max)
-            d = cls(it, IdentitySchedule(), teacher=law, jvp=FD, boundary="cap")
         with torch.no_grad():
             tgt = d.target(exact, x, S, 0.5 * (S + T), T, OneHotSpace(3))
-        s_st, t_st = d.student_times(S, T)
-        torch.testing.assert_close(tgt.probs, exact.probs(x, s_st, t_st), atol=2e-5, rtol=0, msg=f"{cls.name} target")
+        # (the Eulerian default, a bounded step along the residual, needs no cap: t = 1 included)
+        torch.testing.assert_close(tgt.probs, exact.probs(x, S, T), atol=2e-5, rtol=0, msg=f"{cls.name} target")
+    # the paper's Eulerian target with the "cap" policy: student and target both at min(t, t_max)
+    d = EulerianDistiller(it, IdentitySchedule(), teacher=law, jvp=FD, step=None, boundary="cap")
+    with torch.no_grad():
+        tgt = d.target(exact, x, S, 0.5 * (S + T), T, OneHotSpace(3))
+    s_st, t_st = d.student_times(S, T)
+    assert float(t_st.max()) == pytest.approx(0.99)
+    torch.testing.assert_close(tgt.probs, exact.probs(x, s_st, t_st), atol=2e-5, rtol=0, msg="eulerian (cap) target")
 
 
 def test_residual_report_from_tokens_with_drawn_pairs_and_the_diagonal_entry():
@@ -189,17 +196,47 @@ def test_eulerian_boundary_policies():
     T = torch.tensor([1.0, 0.995, 0.7])
     x = torch.randn(3, 3, 4)
     space = OneHotSpace(4)
-    cap = EulerianDistiller(it, IdentitySchedule(), teacher=law, boundary="cap", t_max=0.99)
+    cap = EulerianDistiller(it, IdentitySchedule(), teacher=law, step=None, boundary="cap", t_max=0.99)
     assert torch.equal(cap.student_times(S, T)[1], torch.tensor([0.99, 0.99, 0.7]))
-    drop = EulerianDistiller(it, IdentitySchedule(), teacher=law, boundary="drop", t_max=0.99)
+    drop = EulerianDistiller(it, IdentitySchedule(), teacher=law, step=None, boundary="drop", t_max=0.99)
     with torch.no_grad():
         tgt = drop.target(student, x, S, S, T, space)
     assert torch.equal(tgt.weight, torch.tensor([0.0, 0.0, 1.0]))
     assert bool(torch.isfinite(tgt.probs).all())
-    hold = EulerianDistiller(it, IdentitySchedule(), teacher=law, boundary="hold", t_max=0.99)
+    hold = EulerianDistiller(it, IdentitySchedule(), teacher=law, step=None, boundary="hold", t_max=0.99)
     assert torch.equal(hold.student_times(S, T)[1], T)
     with pytest.raises(ValueError, match="t_max"):
         EulerianDistiller(it, IdentitySchedule(), t_max=1.0)
+    for bad in (0.0, -0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="step"):
+            EulerianDistiller(it, IdentitySchedule(), step=bad)
+
+
+def test_eulerian_step_is_the_paper_target_shortened_by_eta_over_mu():
+    """δ̄_step − δ̂ = min(1, η/μ)·(δ̄_paper − δ̂) for t < 1 (same residual, row weight min(1, η/μ));
+    at t = 1 (μ = ∞) the step target is δ̂ + η·(∂_s + b_s·∇_x)δ̂: finite, no cap."""
+    it, law, student, seqs = small_setup()
+    student = student.double()
+    S = torch.tensor([0.0, 0.2, 0.5, 0.6, 0.0, 0.3], dtype=F64)
+    T = torch.tensor([0.02, 0.9, 0.7, 0.61, 1.0, 1.0], dtype=F64)
+    x = torch.randn(6, 3, 4, dtype=F64, generator=torch.Generator().manual_seed(3))
+    space, eta = OneHotSpace(4), 0.05
+    step = EulerianDistiller(it, IdentitySchedule(), teacher=law, step=eta)
+    paper = EulerianDistiller(it, IdentitySchedule(), teacher=law, step=None, t_max=0.99)
+    with torch.no_grad():
+        tgt_step = step.target(student, x, S, S, T, space).probs
+        tgt_paper = paper.target(student, x, S, S, T, space).probs
+        current = delta_probs(student, x, S, T)
+    mu = (T - S) * (1 - S) / (1 - T)  # Linear: μ = (t − s)(1 − s)/(1 − t)
+    finite = T < 1
+    assert bool((mu[finite] < eta).any()) and bool((mu[finite] > eta).any())  # both regimes present
+    weight = (eta / mu[finite]).clamp(max=1.0)[:, None, None]
+    torch.testing.assert_close(tgt_step[finite] - current[finite], weight * (tgt_paper[finite] - current[finite]))
+    # at t = 1: δ̂ + η·transport, transport from the exact JVP of δ̂_{s,1} along (1, b_s)
+    b = it.velocity_from_denoiser(x, S, denoised_probs(law, x, S))
+    _, transport = torch.func.jvp(lambda ss, xx: delta_probs(student, xx, ss, T), (S, x), (torch.ones_like(S), b))
+    torch.testing.assert_close(tgt_step[~finite], (current + eta * transport)[~finite])
+    assert bool(torch.isfinite(tgt_step).all())
     with pytest.raises(ValueError, match="projection"):
         LagrangianDistiller(it, IdentitySchedule(), projection="softmax")
 

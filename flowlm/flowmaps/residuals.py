@@ -7,9 +7,12 @@ For the off-diagonal rows ``(s, u, t)`` of a batch of states :math:`x = x_s`, ea
 
 with :math:`\bar\delta` the (unprojected) semigroup, Lagrangian or Eulerian target of
 :mod:`flowlm.flowmaps`. All three vanish at the exact flow map (DESIGN §3); how fast each
-decays during training is what the comparison harness records. The Eulerian residual uses
-that distiller's boundary policy (default ``"cap"``: rows with ``t > t_max`` are evaluated at
-``t_max``; ``"drop"`` rows are left out). A ``diagonal`` entry reports
+decays during training is what the comparison harness records. The Eulerian residual is the
+paper's form, :math:`\bar\delta = \hat D_s + \mu(\partial_s + b_s\cdot\nabla_x)\hat\delta`
+(``EulerianDistiller(step=None)``, not the distiller's default shortened step, whose residual
+is scaled by :math:`\min(1, \eta/\mu)`), with a boundary policy for its singular factor
+(default ``"cap"``: rows with ``t > t_max`` are evaluated at ``t_max``; ``"drop"`` rows are left
+out). A ``diagonal`` entry reports
 :math:`\operatorname{mean}\sum_v(\hat\delta_{t,t}(x) - \hat D_t(x))_v^2` on the same states
 when a teacher is given.
 """
@@ -86,7 +89,7 @@ def residual_report(
         "semigroup": SemigroupDistiller(interpolant, schedule, teacher=teacher, jvp=jvp),
         "lagrangian": LagrangianDistiller(interpolant, schedule, teacher=teacher, jvp=jvp),
         "eulerian": EulerianDistiller(
-            interpolant, schedule, teacher=teacher, jvp=jvp, boundary=eulerian_boundary, t_max=eulerian_t_max
+            interpolant, schedule, teacher=teacher, jvp=jvp, step=None, boundary=eulerian_boundary, t_max=eulerian_t_max
         ),
     }
     if data.is_floating_point():
