@@ -275,7 +275,15 @@ def test_comparison_harness_records_every_run_and_writes_its_files(tmp_path):
         assert r["jvp_per_step"] == (0.0 if name == "semigroup" else 1.0)
         assert set(r["residuals"]) >= {"semigroup", "lagrangian", "eulerian"}
         assert all(0.0 <= r["tv"][k] <= 1.0 for k in ("1", "2"))
+        assert all(0.0 <= r["tv_ema"][k] <= 1.0 for k in ("1", "2"))
     # argmax D̂_0 is one fixed sequence of law probability 1/4 (4 equally likely sequences, uniform marginals tie)
     assert runs["teacher_euler"]["tv"]["1"] >= 0.75 - 1e-9
     for ext in ("json", "csv", "png"):
         assert (tmp_path / f"cmp.{ext}").stat().st_size > 0
+    # an EMA with decay 0 is the online weights: its samples are the online samples; None turns it off
+    one = {"semigroup": SemigroupDistiller(it, IdentitySchedule(), teacher=law)}
+    kw = dict(distillers=one, steps=3, batch_size=16, n_samples=256, residual_batch=32, sample_steps=(1, 2))
+    r0 = compare_distillers(law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(), ema_decay=0.0, **kw)
+    assert r0["runs"][0]["tv_ema"] == r0["runs"][0]["tv"]
+    r_off = compare_distillers(law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(), ema_decay=None, **kw)
+    assert r_off["runs"][0]["tv_ema"] == {} and r_off["runs"][0]["tv"] == r0["runs"][0]["tv"]

@@ -13,7 +13,9 @@ records per run:
 * the three residuals of the trained map (:func:`residual_report`) on one fixed batch;
 * ``n``-step sample quality for ``n`` in ``sample_steps``: total-variation distance
   :math:`\tfrac12\sum_x|\hat p(x) - p(x)|` between the empirical law of ``n_samples`` samples
-  and the exact law, enumerated over all :math:`V^L` sequences through ``law.log_prob``.
+  and the exact law, enumerated over all :math:`V^L` sequences through ``law.log_prob``; for the
+  final online weights (``tv``) and, when ``ema_decay`` is set, for an exponential moving average
+  of the weights kept during the run (``tv_ema``; samplers in training use EMA weights).
 
 Reference rows: the teacher's Euler sampler with the same step counts and the TV of
 ``n_samples`` exact draws from the law (the Monte-Carlo floor of the TV estimate).
@@ -66,6 +68,7 @@ class RunRecord:
     jvp_per_step: float = 0.0
     residuals: dict[str, float] = field(default_factory=dict)
     tv: dict[str, float] = field(default_factory=dict)
+    tv_ema: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
 
 
@@ -158,6 +161,7 @@ def compare_distillers(
     lr: float = 1e-3,
     optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
     seed: int = 0,
+    ema_decay: float | None = 0.99,
     sample_steps: Sequence[int] = (1, 2, 4),
     n_samples: int = 4096,
     residual_batch: int = 256,
@@ -171,8 +175,11 @@ def compare_distillers(
     ``law`` needs ``vocab_size``, ``length``, ``sample(n, generator)`` and ``log_prob(tokens)``
     (e.g. :class:`flowlm.oracles.FiniteSequences`); ``teacher`` is the frozen FLM denoiser
     (often the law itself, i.e. the exact teacher). ``distillers`` overrides the three defaults
-    (they must share ``pairs`` for a fair comparison).
+    (they must share ``pairs`` for a fair comparison). ``ema_decay`` (None: off) sets the EMA
+    whose samples are recorded as ``tv_ema`` next to the online weights' ``tv``.
     """
+    from flowlm.training.ema import EMA  # deferred: flowlm.training imports the distillers
+
     device = torch.device(device)
     V, L = int(law.vocab_size), int(law.length)
     pairs = pairs if pairs is not None else TimePairSampler(schedule)
@@ -190,6 +197,7 @@ def compare_distillers(
         student = student_factory().to(device)
         student.train()
         opt = optimizer(student.parameters(), lr=lr)
+        ema = EMA(student, decay=ema_decay) if ema_decay is not None else None
         gen = torch.Generator(device=device).manual_seed(seed)
         rec = RunRecord(name=run_name)
         times, jvps = [], []
@@ -200,6 +208,8 @@ def compare_distillers(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(student)
             return metrics
 
         t_run = time.perf_counter()
@@ -230,6 +240,13 @@ def compare_distillers(
         for n in sample_steps:
             g = torch.Generator(device=device).manual_seed(seed + 3)
             rec.tv[str(n)] = sample_tv(FlowMapSampler(n), student, interpolant, schedule, p_law, V, L, n_samples, g, device)
+        if ema is not None:
+            with ema.swapped(student):
+                for n in sample_steps:
+                    g = torch.Generator(device=device).manual_seed(seed + 3)
+                    rec.tv_ema[str(n)] = sample_tv(
+                        FlowMapSampler(n), student, interpolant, schedule, p_law, V, L, n_samples, g, device
+                    )
         records.append(rec)
 
     # reference rows: the teacher's Euler sampler, and the Monte-Carlo floor of the TV estimate
@@ -245,7 +262,7 @@ def compare_distillers(
 
     result = {
         "config": {
-            "vocab_size": V, "length": L, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "vocab_size": V, "length": L, "steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
             "optimizer": getattr(optimizer, "__name__", repr(optimizer)), "seed": seed,
             "sample_steps": list(sample_steps), "n_samples": n_samples, "residual_batch": residual_batch,
             "interpolant": repr(interpolant), "schedule": repr(schedule), "pairs": repr(pairs),
@@ -271,6 +288,7 @@ def write_results(result: dict[str, Any], out_dir: Path, name: str) -> None:
         w.writerow(
             ["run", "final_loss", "step_time_ms", "peak_memory_mb", "jvp_per_step", "wall_time_s"]
             + [f"residual_{k}" for k in res_keys] + [f"tv_{n}step" for n in steps_keys]
+            + [f"tv_ema_{n}step" for n in steps_keys]
         )
         for r in runs:
             final = sum(r["losses"][-20:]) / len(r["losses"][-20:]) if r["losses"] else float("nan")
@@ -279,6 +297,7 @@ def write_results(result: dict[str, Any], out_dir: Path, name: str) -> None:
                  r["jvp_per_step"], f"{r['wall_time_s']:.3g}"]
                 + [f"{r['residuals'].get(k, float('nan')):.4g}" for k in res_keys]
                 + [f"{r['tv'].get(n, float('nan')):.4f}" for n in steps_keys]
+                + [f"{r.get('tv_ema', {}).get(n, float('nan')):.4f}" for n in steps_keys]
             )
     import matplotlib
 
@@ -295,9 +314,10 @@ def write_results(result: dict[str, Any], out_dir: Path, name: str) -> None:
     ax1.set_title("loss (smoothed)")
     width = 0.8 / max(len(runs), 1)
     for i, r in enumerate(runs):
-        ax2.bar([j + i * width for j in range(len(steps_keys))], [r["tv"].get(n, math.nan) for n in steps_keys], width, label=r["name"])
+        tv = r.get("tv_ema") or r["tv"]  # EMA weights where recorded (the reference rows have none)
+        ax2.bar([j + i * width for j in range(len(steps_keys))], [tv.get(n, math.nan) for n in steps_keys], width, label=r["name"])
     ax2.set_xticks([j + 0.4 - width / 2 for j in range(len(steps_keys))], [f"{n} step" for n in steps_keys])
-    ax2.set_ylabel("TV distance to the exact law"); ax2.set_title("sample quality"); ax2.legend(fontsize=8)
+    ax2.set_ylabel("TV distance to the exact law"); ax2.set_title("sample quality (EMA weights)" if any(r.get("tv_ema") for r in runs) else "sample quality"); ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}.png", dpi=120)
     plt.close(fig)
