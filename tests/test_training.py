@@ -130,6 +130,28 @@ def test_gradient_accumulation_equals_the_large_batch():
     assert moved
 
 
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_checkpoints_plain_weights(tmp_path):
+    """compile=True: the same losses and weights as eager (to float32 kernel-fusion rounding), and a
+    checkpoint whose weights load into an uncompiled model (no torch.compile name prefixes)."""
+    data = _data()
+    cfg = dict(steps=3, batch_size=8, warmup_steps=0, progress=False, ckpt_every=100)
+    eager, compiled = _model(), _model()
+    res_e = train(eager, FixedTimeCE(), TensorBatchSource(data, 8), TrainConfig(compile=False, **cfg))
+    res_c = train(compiled, FixedTimeCE(), TensorBatchSource(data, 8),
+                  TrainConfig(compile=True, out_dir=str(tmp_path), **cfg))
+    assert res_c.losses == pytest.approx(res_e.losses, rel=1e-5, abs=1e-6)
+    assert res_c.losses[-1] < res_c.losses[0]
+    for k, v in _params(eager).items():
+        torch.testing.assert_close(_params(compiled)[k], v, rtol=1e-4, atol=1e-5)
+    ck = load_checkpoint(res_c.checkpoint)
+    assert not any("_orig_mod" in k for k in ck.model), sorted(ck.model)[:3]
+    fresh = _model(seed=7)
+    fresh.load_state_dict(ck.model)
+    for k, v in _params(compiled).items():
+        assert torch.equal(_params(fresh)[k], v), k
+
+
 class NaNAt:
     def __init__(self, step_call: int) -> None:
         self.calls, self.bad = 0, step_call

@@ -11,6 +11,7 @@ r"""Time conditioning: a sinusoidal embedding of model time τ ∈ [0, 1] follow
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 from jaxtyping import Float
@@ -23,6 +24,11 @@ def sinusoidal_embedding(
     tau: Float[Tensor, " B"], dim: int, max_freq: float = 1000.0
 ) -> Float[Tensor, "B {dim}"]:
     """[cos(ω τ), sin(ω τ)] with ``dim/2`` frequencies ω geometric in [1, ``max_freq``]."""
+    return _sinusoidal(tau, dim, max_freq)
+
+
+@typing.no_type_check  # runs inside torch.compile (runtime type checks give false errors there)
+def _sinusoidal(tau: Tensor, dim: int, max_freq: float = 1000.0) -> Tensor:
     half = dim // 2
     dtype = torch.promote_types(tau.dtype, torch.float32)  # at least float32; float64 stays float64
     freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half, device=tau.device, dtype=dtype))
@@ -49,6 +55,7 @@ class TimeEmbedder(nn.Module):
         """The output layer (zeroed for the second embedder of a distilled student)."""
         return self.mlp[2]
 
+    @typing.no_type_check  # runs inside torch.compile (runtime type checks give false errors there)
     def forward(self, tau: Float[Tensor, " B"]) -> Float[Tensor, "B W"]:
-        emb = sinusoidal_embedding(tau, self.dim).to(self.mlp[0].weight.dtype)
+        emb = _sinusoidal(tau, self.dim).to(self.mlp[0].weight.dtype)  # [B, dim]
         return self.mlp(emb)
