@@ -87,8 +87,9 @@ def test_residuals_vanish_at_the_oracle_and_not_for_a_perturbed_map(name, V, L, 
         assert bad_res[key] > 1e-5 and bad_res[key] > 100 * exact_res[key], (key, exact_res, bad_res)
 
 
-def test_each_target_equals_the_exact_delta_at_the_oracle():
-    it, law, exact, g = oracle_case("linear", 3, 2, 7, finite=True)
+@pytest.mark.parametrize("name", ["linear", "cosine", "quadratic"])
+def test_each_target_equals_the_exact_delta_at_the_oracle(name):
+    it, law, exact, g = oracle_case(name, 3, 2, 7, finite=True)
     S = torch.tensor([0.0, 0.0, 0.3], dtype=F64)
     T = torch.tensor([1.0, 0.4, 0.995], dtype=F64)
     x = torch.randn(3, 2, 3, dtype=F64, generator=g)
