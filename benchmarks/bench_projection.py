@@ -152,9 +152,11 @@ def main() -> None:
     lines.append("")
     lines.append("Training uses the chunked head + cross-entropy in both variants (no `[B, L, V]` logits), so what "
                  "remains with the shortcut is parameter-sized (V×d gradients, AdamW temporaries); the V-wide path adds "
-                 "the one-hot, noise and noisy state (kept for the gradient of E). Sampling keeps the denoiser's "
-                 "`[B, L, V]` logits and probabilities in both variants (the sampler returns them), so its saving is "
-                 "the V-wide state and drift only.")
+                 "the one-hot, noise and noisy state (kept for the gradient of E). Sampling goes through the network's "
+                 "chunked head (`chunked_probs`: head, soft-cap, softmax and, with the shortcut, `@ E` a chunk of "
+                 "positions at a time) in both variants, so no `[B, L, V]` logits exist; with the shortcut the only "
+                 "`[B, L, V]` tensor is the returned final probabilities, while the V-wide variant also holds its "
+                 "V-wide state, probabilities and drift at every step.")
     md = "\n".join(lines) + "\n"
     (RESULTS / "projection.md").write_text(md)
     print(md)

@@ -329,6 +329,74 @@ def test_projected_sampler_matches_the_v_wide_sampler():
     assert torch.equal(proj.tokens, wide.tokens)
 
 
+class _LogitsOnly:
+    """A denoiser without ``chunked_probs``: the samplers take the plain softmax-of-logits path."""
+
+    def __init__(self, den) -> None:
+        self.den, self.vocab_size = den, den.vocab_size
+
+    def __call__(self, *args):
+        return self.den(*args)
+
+
+@pytest.mark.parametrize("cap", [30.0, 2.0, None])
+def test_chunked_probs_equal_the_softmax_of_the_logits(cap):
+    torch.manual_seed(14)
+    V, B, L = 24, 3, 12
+    net = DiT(DiTConfig(vocab_size=V, out_softcap=cap, **SMALL)).double()
+    _randomize(net, scale=0.5)
+    h, tau = torch.randn(B, L, 32, dtype=torch.float64), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    probs = torch.softmax(net(h, tau), dim=-1)  # [B, L, V]
+    features = net(h, tau, return_features=True)
+    for rows in (1, 5, 7, None):  # chunks of one row, uneven chunks, one chunk
+        torch.testing.assert_close(net.probs_from_features(features, chunk_rows=rows), probs)
+        torch.testing.assert_close(net.probs_from_features(features, project=net.E, chunk_rows=rows), probs @ net.E)
+    # the wrappers: same values as softmax(den(x, t)) and space.embed of it, on both spaces
+    sched, space = DecodingErrorSchedule(V), ProjectedSpace(net)
+    t = torch.tensor([0.2, 0.6, 0.95], dtype=torch.float64)
+    for den, x in ((NetDenoiser(net, sched, space), h), (NetDenoiser(net, sched, OneHotSpace(V)), torch.randn(B, L, V, dtype=torch.float64))):
+        ref = torch.softmax(den(x, t), dim=-1)
+        torch.testing.assert_close(den.chunked_probs(x, t), ref)
+        torch.testing.assert_close(den.chunked_probs(x, t, space=den.space), den.space.embed(ref))
+    two = DiT(DiTConfig(vocab_size=V, two_time=True, out_softcap=cap, **SMALL)).double()
+    _randomize(two, scale=0.5)
+    delta, s = NetTwoTimeDenoiser(two, sched, ProjectedSpace(two)), torch.tensor([0.0, 0.3, 0.5], dtype=torch.float64)
+    ref = torch.softmax(delta(h, s, t), dim=-1)
+    torch.testing.assert_close(delta.chunked_probs(h, s, t), ref)
+    torch.testing.assert_close(delta.chunked_probs(h, s, t, space=delta.space), ref @ two.E)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        delta.chunked_probs(h, s, torch.tensor([0.3, 1.5, 0.2], dtype=torch.float64))
+
+
+def test_samplers_give_the_same_samples_with_and_without_chunked_probs():
+    from flowlm.flowmaps import FlowMapSampler
+    from flowlm.samplers import EulerSampler, HeunSampler
+
+    torch.manual_seed(15)
+    V = 24
+    sched, lin = DecodingErrorSchedule(V), Linear()
+    net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
+    _randomize(net, scale=0.5)
+    space = ProjectedSpace(net)
+    den = NetDenoiser(net, sched, space)
+    x0 = space.noise(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for sampler in (EulerSampler(4), HeunSampler(3)):
+        fast, plain = sampler(den, lin, sched, x0, space=space), sampler(_LogitsOnly(den), lin, sched, x0, space=space)
+        assert fast.probs.std() > 1e-3
+        torch.testing.assert_close(fast.probs, plain.probs, rtol=1e-9, atol=1e-11)
+        assert fast.nfe == plain.nfe
+    two = DiT(DiTConfig(vocab_size=V, two_time=True, **SMALL)).double()
+    _randomize(two, scale=0.5)
+    two_space = ProjectedSpace(two)
+    delta = NetTwoTimeDenoiser(two, sched, two_space)
+    x0 = two_space.noise(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for gamma in (0.0, 0.5):
+        run = [FlowMapSampler(3, gamma=gamma)(d, lin, sched, x0, space=two_space, generator=torch.Generator().manual_seed(2))
+               for d in (delta, _LogitsOnly(delta))]
+        torch.testing.assert_close(run[0].probs, run[1].probs, rtol=1e-9, atol=1e-11)
+        assert run[0].nfe == run[1].nfe
+
+
 # --------------------------------------------------------------------------- wrappers
 def test_wrappers_convert_t_to_tau_and_check_shapes():
     torch.manual_seed(13)

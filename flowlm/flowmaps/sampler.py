@@ -35,10 +35,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm.flowmaps.two_time import TwoTimeDenoiser, delta_probs
+from flowlm.flowmaps.two_time import TwoTimeDenoiser
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.samplers import SamplerOutput
+from flowlm.samplers.base import network_probs
 from flowlm.states import OneHotSpace, StateSpace
 
 __all__ = ["FlowMapSampler"]
@@ -75,10 +76,10 @@ class FlowMapSampler:
         for i in range(self.n_steps - 1):
             s, t = grid[i] * one, grid[i + 1] * one  # [B]
             if g < 1.0:
-                x_det = interpolant.flow_map_from_delta(x, s, t, space.embed(delta_probs(delta, x, s, t)))
+                x_det = interpolant.flow_map_from_delta(x, s, t, network_probs(delta, x, s, t, space=space))
                 nfe += 1
             if g > 0.0:
-                x1_hat = space.embed(delta_probs(delta, x, s, one))  # clean estimate δ̂_{t_i,1}(x)
+                x1_hat = network_probs(delta, x, s, one, space=space)  # clean estimate δ̂_{t_i,1}(x)
                 nfe += 1
                 a, b = interpolant.alpha(grid[i + 1]), interpolant.beta(grid[i + 1])
                 xi = space.noise(B, L, device=x0.device, dtype=x0.dtype, generator=generator)
@@ -90,7 +91,7 @@ class FlowMapSampler:
             else:
                 x = x_det
         s = grid[self.n_steps - 1] * one
-        probs = delta_probs(delta, x, s, one)  # δ̂_{t_{N−1},1}(x)  [B, L, V]
+        probs = network_probs(delta, x, s, one)  # δ̂_{t_{N−1},1}(x)  [B, L, V]
         nfe += 1
         return SamplerOutput(probs=probs, tokens=probs.argmax(dim=-1), nfe=nfe)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from flowlm.nets.attention import ATTENTION_KINDS, SelfAttention
@@ -203,3 +204,32 @@ class DiT(nn.Module):
         logits = self.head(features)  # [B, L, V]
         cap = self.config.out_softcap
         return cap * torch.tanh(logits / cap) if cap else logits
+
+    def probs_from_features(
+        self,
+        features: Float[Tensor, "B L W"],
+        project: Float[Tensor, "V D"] | None = None,
+        dtype: torch.dtype | None = None,
+        chunk_rows: int | None = None,
+    ) -> Float[Tensor, "B L K"]:
+        r"""softmax of the soft-capped head, :math:`p = \mathrm{softmax}(c\tanh(W_{\text{out}}f/c))`
+        ``[B, L, V]``, or its projection :math:`pE` ``[B, L, D]`` when ``project = E`` is given,
+        computed ``chunk_rows`` tokens at a time (default about 2²¹ logits per chunk): no ``[B, L, V]``
+        logits exist, and with ``project`` no ``[B, L, V]`` tensor at all (sampling memory).
+
+        The softmax runs in at least float32; the result is in ``dtype`` (default: ``project``'s
+        dtype, else the features'). Same values as ``softmax(forward(...))`` (``tests/test_nets.py``).
+        """
+        *lead, W = features.shape
+        f = features.reshape(-1, W)  # [N, W]
+        V = self.head.out_features
+        out_dtype = dtype or (project.dtype if project is not None else features.dtype)
+        out = torch.empty(f.shape[0], V if project is None else project.shape[1], device=f.device, dtype=out_dtype)
+        rows = chunk_rows or max(1, (1 << 21) // V)
+        cap = self.config.out_softcap
+        for i in range(0, f.shape[0], rows):
+            z = self.head(f[i:i + rows])  # [n, V]
+            z = z.to(torch.promote_types(z.dtype, torch.float32))
+            p = torch.softmax(cap * torch.tanh(z / cap) if cap else z, dim=-1)  # [n, V]
+            out[i:i + rows] = p if project is None else p.to(project.dtype) @ project  # [n, V] or [n, D]
+        return out.view(*lead, out.shape[-1])

@@ -11,14 +11,21 @@ These are the **only** place where interpolation time ``t`` becomes model time `
 :class:`~flowlm.nets.ProjectedSpace`, or the V-wide state (``[B, L, V]``, projected here) for a
 :class:`~flowlm.states.OneHotSpace`. So an exact oracle and a trained network are
 interchangeable wherever a denoiser is expected.
+
+Both wrappers also offer ``chunked_probs(x, *times, space=None)``: the softmax of the same logits
+(or, with ``space``, its embedding ``space.embed(probs)``) computed a chunk of positions at a
+time from the network's last features, so sampling never holds ``[B, L, V]`` logits and, on the
+projected space, no ``[B, L, V]`` tensor at all between steps. The samplers use it when present.
 """
 
 from __future__ import annotations
 
+import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from flowlm._checks import check_batch_times, check_finite
+from flowlm.denoisers import probs_from_logits
 from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.nets.projection import ProjectedSpace
 from flowlm.states import OneHotSpace, StateSpace
@@ -56,6 +63,24 @@ class _NetWrapper(nn.Module):
         if x.shape[-1] != V:
             raise ValueError(f"expected V-wide states [B, L, {V}], got {tuple(x.shape)}")
         return x.to(self.net.E.dtype) @ self.net.E  # [B, L, d]
+
+    def chunked_probs(
+        self, x: Float[Tensor, "B L D"], *times: Float[Tensor, " B"], space: StateSpace | None = None
+    ) -> Float[Tensor, "B L K"]:
+        """softmax(self(x, *times)) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it
+        (``[B, L, D]``), without ``[B, L, V]`` logits (see the module docstring)."""
+        if not hasattr(self.net, "probs_from_features"):  # a network without a separable head
+            probs = probs_from_logits(self(x, *times), x.dtype)
+            return probs if space is None else space.embed(probs)
+        for name, t in zip("st" if len(times) == 2 else "t", times):
+            check_batch_times(name, t, x.shape[0])
+        check_finite("x", x)
+        taus = [self.schedule.tau_of_t(t) for t in times]
+        features = self.net(self.project(x), *taus, return_features=True)  # [B, L, W]
+        if isinstance(space, ProjectedSpace) and space.E is self.net.E:
+            return self.net.probs_from_features(features, project=space.E)  # [B, L, d]
+        probs = self.net.probs_from_features(features, dtype=x.dtype)  # [B, L, V]
+        return probs if space is None else space.embed(probs)
 
 
 class NetDenoiser(_NetWrapper):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -32,7 +33,7 @@ from flowlm.samplers.decode import argmax_decode
 from flowlm.samplers.pf_ode import probs_from_logits
 from flowlm.states import OneHotSpace, StateSpace
 
-__all__ = ["SamplerOutput", "Sampler", "FixedStepSampler", "denoise", "drift", "time_dtype"]
+__all__ = ["SamplerOutput", "Sampler", "FixedStepSampler", "denoise", "denoise_embedded", "network_probs", "drift", "time_dtype"]
 
 
 @dataclass
@@ -56,9 +57,28 @@ def time_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def network_probs(fn: Any, x: Tensor, *times: Tensor, space: StateSpace | None = None) -> Tensor:
+    """softmax(fn(x, *times)) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it
+    ``[B, L, D]``; times are ``[B]``. Goes through ``fn.chunked_probs`` when the denoiser (or
+    two-time denoiser) has it, so network samplers hold no ``[B, L, V]`` logits
+    (:mod:`flowlm.nets.wrappers`)."""
+    chunked = getattr(fn, "chunked_probs", None)
+    if chunked is not None:
+        out = chunked(x, *times, space=space)
+        return out.to(x.dtype) if space is None else out
+    probs = probs_from_logits(fn(x, *times), x.dtype)
+    return probs if space is None else space.embed(probs)
+
+
 def denoise(den: Denoiser, x: Tensor, t: Tensor) -> Tensor:
     """D_t(x) = softmax(den(x, t)) in the dtype of ``x``; ``t`` a scalar tensor or ``[B]``."""
-    return probs_from_logits(den(x, t.expand(x.shape[0])), x.dtype)
+    return network_probs(den, x, t.expand(x.shape[0]))
+
+
+def denoise_embedded(den: Denoiser, x: Tensor, t: Tensor, space: StateSpace) -> Tensor:
+    """space.embed(D_t(x)) ``[B, L, D]``: what a state update needs (no ``[B, L, V]`` tensor on the
+    projected space when the denoiser offers ``chunked_probs``)."""
+    return network_probs(den, x, t.expand(x.shape[0]), space=space)
 
 
 def drift(interpolant: Interpolant, x: Tensor, t: Tensor, embedded: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
-from flowlm.samplers.base import FixedStepSampler, denoise, drift
+from flowlm.samplers.base import FixedStepSampler, denoise_embedded, drift
 from flowlm.states import StateSpace
 
 __all__ = ["EulerSampler"]
@@ -23,5 +23,5 @@ class EulerSampler(FixedStepSampler):
     def step(
         self, den: Denoiser, interpolant: Interpolant, space: StateSpace, x: Tensor, t: Tensor, t_next: Tensor
     ) -> tuple[Tensor, int]:
-        b = drift(interpolant, x, t, space.embed(denoise(den, x, t)))  # [B, L, D]
+        b = drift(interpolant, x, t, denoise_embedded(den, x, t, space))  # [B, L, D]
         return x + (t_next - t) * b, 1

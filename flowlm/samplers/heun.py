@@ -11,7 +11,7 @@ from torch import Tensor
 
 from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
-from flowlm.samplers.base import FixedStepSampler, denoise, drift
+from flowlm.samplers.base import FixedStepSampler, denoise_embedded, drift
 from flowlm.states import StateSpace
 
 __all__ = ["HeunSampler"]
@@ -24,7 +24,7 @@ class HeunSampler(FixedStepSampler):
         self, den: Denoiser, interpolant: Interpolant, space: StateSpace, x: Tensor, t: Tensor, t_next: Tensor
     ) -> tuple[Tensor, int]:
         h = t_next - t
-        b0 = drift(interpolant, x, t, space.embed(denoise(den, x, t)))  # [B, L, D]
+        b0 = drift(interpolant, x, t, denoise_embedded(den, x, t, space))  # [B, L, D]
         x_pred = x + h * b0
-        b1 = drift(interpolant, x_pred, t_next, space.embed(denoise(den, x_pred, t_next)))
+        b1 = drift(interpolant, x_pred, t_next, denoise_embedded(den, x_pred, t_next, space))
         return x + 0.5 * h * (b0 + b1), 2
