@@ -265,3 +265,17 @@ def test_linear_semigroup_weight_closed_form() -> None:
     s, u, t = times_tensor([0.0, 0.1, 0.3]), times_tensor([0.5, 0.2, 0.6]), times_tensor([0.9, 0.8, 0.95])
     w = Linear().semigroup_weight(s, u, t)
     torch.testing.assert_close(w, (1 - t) * (u - s) / ((1 - u) * (t - s)), rtol=1e-14, atol=1e-15)
+
+
+def test_time_checks_pass_good_times_and_name_each_problem():
+    from flowlm._checks import check_unit_interval
+
+    check_unit_interval("t", torch.tensor([0.0, 0.5, 1.0]))
+    check_unit_interval("t", torch.empty(0))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="t contains NaN or inf"):
+            check_unit_interval("t", torch.tensor([0.5, bad]))
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\].*\[-0.5, 0.5\]"):
+        check_unit_interval("t", torch.tensor([-0.5, 0.5]))
+    with pytest.raises(TypeError, match="floating-point"):
+        check_unit_interval("t", torch.tensor([0, 1]))
