@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from flowlm._io import atomic_write, atomic_write_json, atomic_write_text, cache_root, resolve_device
 from flowlm.data import build_datasets, build_tokenizer, load_documents, tokenizer_from_spec
-from flowlm.data.corpus import cache_dir, documents_fingerprint
+from flowlm.data.corpus import documents_fingerprint
 from flowlm.data.packing import encode_documents
 from flowlm.data.tokenizers import Tokenizer, spec_digest
-from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig, resolve_device
+from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig
 
 __all__ = [
     "RunError",
@@ -61,14 +61,6 @@ class RunError(ValueError):
 
 
 # --------------------------------------------------------------------------------- run files
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -104,9 +96,9 @@ def _existing_run(out: Path, kind: str, cfg: RunConfig, resume: bool) -> dict[st
 
 
 def _write_run_files(out: Path, cfg: RunConfig, tok: Tokenizer, run: dict[str, Any]) -> None:
-    _write_json(out / "config.json", cfg.to_dict())
-    _write_json(out / "tokenizer.json", tok.spec())
-    _write_json(out / "run.json", run)
+    atomic_write_json(out / "config.json", cfg.to_dict(), indent=2, sort_keys=True)
+    atomic_write_json(out / "tokenizer.json", tok.spec(), indent=2, sort_keys=True)
+    atomic_write_json(out / "run.json", run, indent=2, sort_keys=True)
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -146,7 +138,7 @@ def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokeniz
 
 def _encoded(docs: list[str], tok: Tokenizer, fingerprint: str) -> list[torch.Tensor]:
     """``encode_documents(docs, tok)``, cached in ``$FLOWLM_CACHE/tokens/`` by corpus and tokenizer."""
-    path = cache_dir() / "tokens" / f"{fingerprint}-{tok.kind}-{spec_digest(tok.spec())}.pt"
+    path = cache_root() / "tokens" / f"{fingerprint}-{tok.kind}-{spec_digest(tok.spec())}.pt"
     if path.is_file():
         try:
             cached = torch.load(path, weights_only=True)
@@ -155,20 +147,13 @@ def _encoded(docs: list[str], tok: Tokenizer, fingerprint: str) -> list[torch.Te
         except Exception:  # a damaged cache entry is rebuilt below
             pass
     encoded = encode_documents(docs, tok)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    torch.save(encoded, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(encoded, tmp))
     return encoded
 
 
 def _device(cfg: RunConfig) -> torch.device:
     """The run's device (validated); ``auto`` is ``cuda:LOCAL_RANK`` under torchrun."""
-    from flowlm.training.loop import resolve_device as train_device
-
-    resolve_device(cfg.device)  # clear error for an unavailable device
-    return train_device(cfg.device)
+    return resolve_device(cfg.device)
 
 
 def _main_process() -> bool:
@@ -232,7 +217,7 @@ def _finish(model: nn.Module, result: Any, objective: Any, splits: Any, tok: Tok
     record.update(sample_nfe=samples.nfe, sample_seconds=samples.seconds)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    (out / "samples.txt").write_text(_format_samples(samples, steps), encoding="utf-8")
+    atomic_write_text(out / "samples.txt", _format_samples(samples, steps))
 
 
 def _format_samples(samples: "Samples", steps: int) -> str:
@@ -407,7 +392,7 @@ def load_model(
     model: nn.Module = (FLM if kind == "flm" else FMLM)(dit, projected=cfg.projected)
     weights = ck.ema if ema and ck.ema else ck.model
     model.load_state_dict(weights)
-    return model.to(resolve_device(str(device)) if isinstance(device, str) else device).eval(), tok, cfg
+    return model.to(resolve_device(device)).eval(), tok, cfg
 
 
 def _checkpoint_meta(path: Path) -> dict[str, Any]:

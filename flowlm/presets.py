@@ -28,7 +28,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunConfig", "PRESETS", "preset", "apply_overrides", "ConfigError", "resolve_device"]
+__all__ = ["RunConfig", "PRESETS", "preset", "apply_overrides", "ConfigError"]
 
 
 class ConfigError(ValueError):
@@ -255,20 +255,3 @@ def apply_overrides(cfg: RunConfig, assignments: list[str] | None) -> RunConfig:
             raise ConfigError(f"--set {name}: unknown field; {_suggest(name)}")
         changes[name] = _parse(hints[name], name, raw)
     return cfg.replace(**changes)
-
-
-def resolve_device(device: str) -> Any:
-    """A ``torch.device``: ``"auto"`` → CUDA if available, else CPU; anything else is checked to exist."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {device!r} requested but MPS is not available; use --device cpu")
-    return dev

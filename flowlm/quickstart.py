@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from flowlm._io import atomic_write_json, atomic_write_text, device_name
+from flowlm._plotting import MissingPlotDependencyError, pyplot
 from flowlm.evaluation import (
     DEFAULT_EVALUATOR,
     MIN_ENTROPY_RATIO,
@@ -122,12 +124,6 @@ def quickstart_plan(name: str = DEFAULT_QUICKSTART_PRESET, **changes: Any) -> Qu
 
 
 # ------------------------------------------------------------------------------------ evaluation
-def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"{dev.type} ({torch.get_num_threads()} threads)"
-
-
 def _record_matches(path: Path, ckpt_hash: str | None, n_samples: int, seed: int, evaluator: str) -> bool:
     if not path.is_file():
         return False
@@ -190,7 +186,7 @@ def evaluate_checkpoint(
         checkpoint_hash=file_hash(_checkpoint_file(ckpt)),
         config=cfg,
         wall_time_s=float(samples.seconds),
-        device=_device_name(dev),
+        device=device_name(dev),
     )
 
 
@@ -238,9 +234,8 @@ def reference_record(
 
 
 def _write_samples(path: Path, texts: Sequence[str], title: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(f"\n=== sample {i} ===\n{t}\n" for i, t in enumerate(texts))
-    path.write_text(f"# {title}\n{body}", encoding="utf-8")
+    atomic_write_text(path, f"# {title}\n{body}")
 
 
 # ------------------------------------------------------------------------------------ report
@@ -324,10 +319,8 @@ def _speedup_line(records: Sequence[EvalRecord]) -> str | None:
 
 
 def _plot(records: Sequence[EvalRecord], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the quickstart Gen PPL plot")
+    from matplotlib.ticker import ScalarFormatter
 
     fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
     for method, marker in (("FLM", "o"), ("FMLM", "s")):
@@ -348,7 +341,7 @@ def _plot(records: Sequence[EvalRecord], path: Path) -> None:
     ax_time.set(xscale="log", yscale="log", xlabel="wall time per sample (ms)", ylabel="Gen PPL",
                 title="Gen PPL vs wall time")
     ax_steps.set_xticks(sorted({r.steps for r in records if r.steps}), labels=None)
-    ax_steps.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax_steps.get_xaxis().set_major_formatter(ScalarFormatter())
     ax_steps.minorticks_off()
     for ax in (ax_steps, ax_time):
         ax.grid(True, which="both", alpha=0.3)
@@ -380,10 +373,14 @@ def write_report(
     speed = _speedup_line(ordered)
     if speed:
         notes.append(speed)
-    md = f"# {title}\n\n{table}\n\n" + "\n\n".join(notes) + "\n\n![Gen PPL](genppl.png)\n"
-    (report / "results.md").write_text(md, encoding="utf-8")
-    (report / "results.json").write_text(json.dumps([r.to_dict() for r in ordered], indent=2) + "\n", encoding="utf-8")
-    _plot(ordered, report / "genppl.png")
+    try:
+        _plot(ordered, report / "genppl.png")
+        figure = "![Gen PPL](genppl.png)"
+    except MissingPlotDependencyError as e:  # the numbers matter more than the figure
+        figure = f"(no figure: {e})"
+    md = f"# {title}\n\n{table}\n\n" + "\n\n".join(notes) + f"\n\n{figure}\n"
+    atomic_write_text(report / "results.md", md)
+    atomic_write_json(report / "results.json", [r.to_dict() for r in ordered], indent=2)
     if samples_dir is not None:
         parts = [f"# Samples ({n_show} per row)\n"]
         for r in ordered:
@@ -396,7 +393,7 @@ def write_report(
             for c in chunks:
                 idx, _, text = c.partition(" ===\n")
                 parts.append(f"\n**sample {idx}**\n\n```text\n{text.rstrip()}\n```\n")
-        (report / "samples.md").write_text("".join(parts), encoding="utf-8")
+        atomic_write_text(report / "samples.md", "".join(parts))
     return report / "results.md"
 
 
@@ -420,9 +417,7 @@ def _stage_done(stages: dict, name: str, cfg_dict: dict) -> Path | None:
 
 
 def _save_stages(path: Path, stages: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stages, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, stages, indent=2)
 
 
 _NOT_FLM = ("sample_steps", "n_samples", "gamma")
@@ -435,7 +430,7 @@ def run_quickstart(
     from tqdm.auto import tqdm
 
     from flowlm.pipeline import distill_fmlm, load_model, train_flm
-    from flowlm.presets import resolve_device
+    from flowlm._io import resolve_device
 
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)

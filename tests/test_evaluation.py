@@ -310,9 +310,9 @@ def test_offline_evaluator_prefers_english_to_word_salad(smollm):
 @pytest.mark.slow
 def test_a_model_directory_works_as_evaluator(smollm):
     # the on-disk cache of the built-in evaluator is a plain save_pretrained folder
-    from flowlm.evaluation import flowlm_cache_dir
+    from flowlm._io import cache_root
 
-    (folder,) = (flowlm_cache_dir() / "evaluators").glob("smollm2-135m-*")
+    (folder,) = (cache_root() / "evaluators").glob("smollm2-135m-*")
     as_dir = load_evaluator(str(folder), device="cpu")
     assert as_dir.name == str(folder) and as_dir.prefix_id == smollm.prefix_id
     text = ["Now is the winter of our discontent made glorious summer by this sun of York."]

@@ -95,7 +95,7 @@ def run_bench(
 
     from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
     from flowlm.pipeline import RunError, find_checkpoint, generate, load_model
-    from flowlm.presets import resolve_device
+    from flowlm._io import device_name, resolve_device
     from flowlm.quickstart import matching_flm_steps
 
     if batch < 2 or repeats < 1:
@@ -146,7 +146,7 @@ def run_bench(
     return {
         "benchmark": "sampling",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(dev),
         "torch": torch.__version__,
         "flm_checkpoint": str(find_checkpoint(flm_ckpt)), "flm_hash": file_hash(find_checkpoint(flm_ckpt)),
         "fmlm_checkpoint": str(find_checkpoint(fmlm_ckpt)), "fmlm_hash": file_hash(find_checkpoint(fmlm_ckpt)),

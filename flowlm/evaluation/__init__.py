@@ -19,7 +19,6 @@ from flowlm.evaluation.evaluators import (
     Evaluator,
     EvaluatorNotFoundError,
     check_evaluator,
-    flowlm_cache_dir,
     load_evaluator,
 )
 from flowlm.evaluation.genppl import GenPPL, gen_ppl, score_tokens
@@ -32,7 +31,6 @@ __all__ = [
     "Evaluator",
     "EvaluatorNotFoundError",
     "check_evaluator",
-    "flowlm_cache_dir",
     "load_evaluator",
     "GenPPL",
     "gen_ppl",

@@ -22,13 +22,14 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from flowlm._io import atomic_directory, cache_root, resolve_device
 
 __all__ = [
     "DEFAULT_EVALUATOR",
@@ -38,8 +39,6 @@ __all__ = [
     "check_evaluator",
     "evaluator_record_name",
     "load_evaluator",
-    "flowlm_cache_dir",
-    "default_device",
 ]
 
 DEFAULT_EVALUATOR = "smollm2-135m"
@@ -56,16 +55,6 @@ _DOC_SEPARATOR = "<|endoftext|>"
 
 class EvaluatorNotFoundError(ValueError):
     """The evaluator name is neither built in, a local model directory, nor a reachable HF model."""
-
-
-def flowlm_cache_dir() -> Path:
-    """``$FLOWLM_CACHE`` if set, else ``~/.cache/flowlm``."""
-    return Path(os.environ.get("FLOWLM_CACHE") or Path.home() / ".cache" / "flowlm").expanduser()
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,7 +140,7 @@ def _load_builtin(name: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = _builtin_gguf(name)
-    cache = flowlm_cache_dir() / "evaluators" / f"{name}-{gguf.stat().st_size}"
+    cache = cache_root() / "evaluators" / f"{name}-{gguf.stat().st_size}"
     if (cache / "config.json").is_file() and (cache / "tokenizer_config.json").is_file():
         try:
             model = AutoModelForCausalLM.from_pretrained(cache, local_files_only=True)
@@ -167,14 +156,9 @@ def _load_builtin(name: str):
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     with contextlib.suppress(OSError):  # a read-only cache dir only costs speed
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache.parent))
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(cache)  # atomic: a concurrent loader sees all files or none
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(cache) as tmp:  # a concurrent loader sees all files or none
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     return model, tokenizer
 
 
@@ -273,7 +257,7 @@ def load_evaluator(
         EvaluatorNotFoundError: the name resolves to nothing loadable (the message says why).
     """
     check_evaluator(name)
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device if device is not None else "auto")
     canon = _canonical(name)
     key = (evaluator_record_name(name), str(dev), max_length)
     if key in _CACHE:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
-import hashlib
 import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,27 +22,9 @@ from typing import Any
 import torch
 
 import flowlm
+from flowlm._io import atomic_write_json, file_hash
 
 __all__ = ["EvalRecord", "file_hash", "to_jsonable", "load_record", "load_records"]
-
-
-def file_hash(path: str | os.PathLike, length: int = 16) -> str:
-    """The first ``length`` hex digits of the SHA-256 of a file's bytes (a checkpoint's identity).
-
-    A folder (e.g. a checkpoint directory) hashes all its files in sorted order, names included.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"file_hash: {p} does not exist; pass the checkpoint file that was evaluated")
-    h = hashlib.sha256()
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for f in files:
-        if p.is_dir():
-            h.update(str(f.relative_to(p)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:length]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -120,14 +100,7 @@ class EvalRecord:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the record as JSON to ``path`` (atomically; parent folders are created)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(path, self.to_dict(), indent=2, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalRecord:

@@ -45,6 +45,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from flowlm.interpolants._monotone import (
+    MonotoneCubicTable,
+    bisect_increasing,
+    bracket_on_grid,
+    newton_increasing,
+)
 from flowlm.interpolants.base import Interpolant
 from flowlm.interpolants.builtins import Linear
 from flowlm.interpolants.schedule import TimeSchedule, _skip_checks, _validate_time, _work_dtype
@@ -168,7 +174,7 @@ class DecodingErrorSchedule(TimeSchedule):
         nodes, weights = max_of_normals_rule(self.vocab_size, n_nodes)
         self._nodes, self._weights = nodes, weights  # [N] m_j, [N] w_j (sum 1); CPU float64
         self._rules: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor, Tensor]] = {}
-        self._tables: dict[tuple[torch.device, torch.dtype], tuple[Tensor, float, float, float, float]] = {}
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[MonotoneCubicTable, float, float]] = {}
 
     @property
     def n_nodes(self) -> int:
@@ -222,15 +228,15 @@ class DecodingErrorSchedule(TimeSchedule):
         return self._tau_work(t.to(_work_dtype(t.device))).to(t.dtype)
 
     # ------------------------------------------------------------------ t(τ)
-    def _table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, float, float, float, float]:
-        """Cubic coefficients [K, 4] of t(y) per cell of the uniform y = logit(τ) grid, plus the grid
-        start y_lo, the cell width h, and the end nodes t(τ_min), t(1 − τ_min). Built once per device."""
+    def _table(self, device: torch.device, dtype: torch.dtype) -> tuple[MonotoneCubicTable, float, float]:
+        """The monotone cubic table of t(y) on the uniform y = logit(τ) grid, plus the end nodes
+        t(τ_min), t(1 − τ_min). Built once per device."""
         table = self._tables.get((device, dtype))
         return table if table is not None else self._build_table(device, dtype)
 
     @torch.compiler.disable  # runs eagerly even inside torch.compile, so the cache holds real tensors
     @torch.no_grad()
-    def _build_table(self, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, float, float, float, float]:
+    def _build_table(self, device: torch.device, dtype: torch.dtype) -> tuple[MonotoneCubicTable, float, float]:
         K = self.table_size
         f64 = torch.float64 if dtype == torch.float64 else dtype
         y_lo = math.log(self.tau_min) - math.log1p(-self.tau_min)
@@ -239,34 +245,12 @@ class DecodingErrorSchedule(TimeSchedule):
         target = torch.sigmoid(y)  # [K+1] τ_k
         # bracket each τ_k on a uniform t grid, then bisect on the exact quadrature
         grid = torch.linspace(0.0, 1.0, 4097, dtype=f64, device=device)
-        tau_grid = self._tau_work(grid)
-        idx = torch.searchsorted(tau_grid, target).clamp(1, grid.numel() - 1)
-        lo, hi = grid[idx - 1], grid[idx]
-        for _ in range(48):  # bracket 2^-12 → 2^-60
-            mid = 0.5 * (lo + hi)
-            below = self._tau_work(mid) < target
-            lo = torch.where(below, mid, lo)
-            hi = torch.where(below, hi, mid)
-        t_k = 0.5 * (lo + hi)  # [K+1]
+        lo, hi = bracket_on_grid(grid, self._tau_work(grid), target)
+        t_k = bisect_increasing(self._tau_work, target, lo, hi, steps=48)  # [K+1], bracket 2^-12 → 2^-60
         t_k = torch.cummax(t_k, 0).values  # monotone nodes (guards against last-bit ties)
         _, dtau = self._tau_and_slope(t_k)
         slope = target * (1.0 - target) / dtau  # dt/dy = τ(1−τ) / τ'(t)
-        slope = torch.nan_to_num(slope, nan=0.0, posinf=0.0).clamp(min=0.0)
-        # Fritsch–Carlson: scale slopes so each cubic is monotone (no-op when already fine)
-        secant = (t_k[1:] - t_k[:-1]) / h  # [K]
-        a = torch.where(secant > 0, slope[:-1] / secant, torch.zeros_like(secant))
-        b = torch.where(secant > 0, slope[1:] / secant, torch.zeros_like(secant))
-        r = torch.sqrt(a * a + b * b)
-        scale = torch.where(r > 3.0, 3.0 / r, torch.ones_like(r))  # [K]
-        left = torch.where(secant > 0, scale * a * secant, torch.zeros_like(secant))  # slope at cell start
-        right = torch.where(secant > 0, scale * b * secant, torch.zeros_like(secant))  # slope at cell end
-        m0 = torch.cat([left[:1], torch.minimum(left[1:], right[:-1])])  # [K] node slopes, shared
-        m1 = torch.cat([torch.minimum(left[1:], right[:-1]), right[-1:]])
-        t0, t1 = t_k[:-1], t_k[1:]
-        coef = torch.stack(
-            [t0, h * m0, 3.0 * (t1 - t0) - h * (2.0 * m0 + m1), 2.0 * (t0 - t1) + h * (m0 + m1)], dim=-1
-        )  # [K, 4], t(s) = c0 + c1 s + c2 s² + c3 s³ on s ∈ [0, 1]
-        table = (coef, y_lo, h, float(t_k[0]), float(t_k[-1]))
+        table = (MonotoneCubicTable.fit(y_lo, h, t_k, slope), float(t_k[0]), float(t_k[-1]))
         self._tables[(device, dtype)] = table
         return table
 
@@ -284,23 +268,15 @@ class DecodingErrorSchedule(TimeSchedule):
             if int(newton_steps) < 0:
                 raise ValueError(f"newton_steps must be >= 0, got {newton_steps}")
         work = _work_dtype(tau.device)
-        coef, y_lo, h, t_first, t_last = self._table(tau.device, work)
-        K = coef.shape[0]
+        table, t_first, t_last = self._table(tau.device, work)
         x = tau.to(work)  # [*shape]
-        u = (torch.logit(x).clamp(y_lo, -y_lo) - y_lo) * (1.0 / h)  # logit τ in cell units, [0, K]
-        k = u.floor().clamp(max=K - 1)
-        s = u - k  # position in the cell, [0, 1]
-        c = coef.index_select(0, k.long().reshape(-1)).reshape(*x.shape, 4)  # [*shape, 4]
-        t = torch.addcmul(c[..., 2], s, c[..., 3])
-        t = torch.addcmul(c[..., 1], s, t)
-        t = torch.addcmul(c[..., 0], s, t)  # Horner: c0 + s(c1 + s(c2 + s c3))
+        t = table(torch.logit(x))  # the cubic of the cell of y = logit τ (clamped to the table)
         # outside the table: straight lines to (0, 0) and (1, 1); exact at both ends
         t = torch.where(x < self.tau_min, x * (t_first / self.tau_min), t)
         t = torch.where(x > 1.0 - self.tau_min, 1.0 - (1.0 - x) * ((1.0 - t_last) / self.tau_min), t)
-        for _ in range(int(newton_steps)):
-            value, slope = self._tau_and_slope(t)
-            step = torch.where(slope > 0, (value - x) / slope, 0.0)
-            t = torch.where((x > 0.0) & (x < 1.0), (t - step).clamp(0.0, 1.0), t)
+        if int(newton_steps) > 0:
+            polished = newton_increasing(self._tau_and_slope, t, x, int(newton_steps), 0.0, 1.0)
+            t = torch.where((x > 0.0) & (x < 1.0), polished, t)
         return t.to(tau.dtype)
 
     def __repr__(self) -> str:

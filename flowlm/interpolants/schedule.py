@@ -16,6 +16,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from flowlm._checks import check_unit_interval
+from flowlm.interpolants._monotone import bisect_increasing
 
 __all__ = ["TimeSchedule", "IdentitySchedule", "MixtureSchedule", "stratified_uniform"]
 
@@ -61,15 +62,7 @@ class TimeSchedule(ABC):
         (60 halvings: exact to float64 eps), returned in ``tau``'s dtype. t(0) = 0, t(1) = 1."""
         _validate_time("tau", tau)
         target = tau.to(_work_dtype(tau.device))
-        lo = torch.zeros_like(target)
-        hi = torch.ones_like(target)
-        with torch.no_grad():
-            for _ in range(60):
-                mid = 0.5 * (lo + hi)
-                below = self.tau_of_t(mid) < target
-                lo = torch.where(below, mid, lo)
-                hi = torch.where(below, hi, mid)
-        t = 0.5 * (lo + hi)
+        t = bisect_increasing(self.tau_of_t, target, 0.0, 1.0, steps=60)
         t = torch.where(target <= 0.0, torch.zeros_like(t), torch.where(target >= 1.0, torch.ones_like(t), t))
         return t.to(tau.dtype)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from flowlm._io import atomic_write
 
 __all__ = ["Checkpoint", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint", "config_differences"]
 
@@ -97,19 +98,7 @@ def save_checkpoint(
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             for k, s in enumerate(torch.cuda.get_rng_state_all()):
                 tensors[f"rng/cuda/{k}"] = s
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 
 

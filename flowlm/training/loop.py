@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowlm._io import resolve_device
 from flowlm.training.batches import BatchSource
 from flowlm.training.checkpoint import load_checkpoint, save_checkpoint
 from flowlm.training.config import TrainConfig
@@ -37,7 +38,7 @@ from flowlm.training.distributed import all_reduce_gradients, all_reduce_mean, b
 from flowlm.training.ema import EMA
 from flowlm.training.progress import Progress
 
-__all__ = ["train", "TrainResult", "NonFiniteLossError", "resolve_device", "CHECKPOINT_NAME", "METRICS_NAME"]
+__all__ = ["train", "TrainResult", "NonFiniteLossError", "CHECKPOINT_NAME", "METRICS_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.jsonl"
@@ -58,14 +59,6 @@ class TrainResult:
     checkpoint: str | None = None
     ema: EMA | None = None
     seconds: float = 0.0
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def _step_seed(seed: int, step: int, rank: int, micro: int) -> int:
