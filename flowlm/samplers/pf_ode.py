@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from flowlm.interpolants._monotone import bisect_increasing, secant_in_bracket
 from flowlm.interpolants.base import Interpolant
 from flowlm.denoisers import probs_from_logits
 from flowlm.interpolants.builtins import Cosine, Linear
@@ -60,14 +61,8 @@ def t_of_nu(
 
 @typing.no_type_check
 def _bisect_t_of_nu(interpolant: Interpolant, nu: Tensor, n_bisect: int) -> Tensor:
-    lo, hi = torch.zeros_like(nu), torch.ones_like(nu)
-    with torch.no_grad():
-        for _ in range(n_bisect):
-            mid = 0.5 * (lo + hi)
-            below = nu_of_t(interpolant, mid) < nu
-            lo = torch.where(below, mid, lo)
-            hi = torch.where(below, hi, mid)
-    return torch.where(torch.isinf(nu), torch.ones_like(nu), 0.5 * (lo + hi))
+    t = bisect_increasing(lambda t: nu_of_t(interpolant, t), nu, 0.0, 1.0, steps=n_bisect)
+    return torch.where(torch.isinf(nu), torch.ones_like(nu), t)
 
 
 class _NuTable:
@@ -99,13 +94,7 @@ class _NuTable:
         k = (nu / self.h).floor().clamp(0, self.K - 1).long()
         lo, hi = self.t[k], self.t[k + 1]
         f_lo, f_hi = self.nu[k] - nu, self.nu[k + 1] - nu  # f_lo <= 0 <= f_hi inside the table
-        a, b = lo, hi  # the bracket, kept for safeguarding
-        with torch.no_grad():
-            for _ in range(self.n_refine):  # secant steps from the bracket ends (superlinear)
-                step = f_hi * (hi - lo) / (f_hi - f_lo)
-                m = torch.where(torch.isfinite(step), hi - step, hi).clamp(a, b)
-                lo, f_lo, hi, f_hi = hi, f_hi, m, nu_of_t(it, m) - nu
-        t = hi
+        t = secant_in_bracket(lambda t: nu_of_t(it, t), nu, lo, hi, f_lo, f_hi, self.n_refine)
         outside = nu > self.nu[-1]
         if bool(outside.any()):
             t = torch.where(outside, _bisect_t_of_nu(it, nu, n_bisect), t)
