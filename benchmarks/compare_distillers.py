@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from flowlm.flowmaps import EulerianDistiller, LagrangianDistiller, SemigroupDistiller
-from flowlm.flowmaps.compare import compare_distillers
-from flowlm.flowmaps.time_pairs import TimePairSampler
+from flowlm._io import atomic_write_text
+from flowlm.experiments import DistillerComparison, compare_distillers
+from flowlm.flowmaps import DISTILLERS, EulerianDistiller, TimePairSampler
 from flowlm.interpolants import IdentitySchedule, Linear
 from flowlm.nets.mlp import TwoTimeMLP
 from flowlm.oracles import FiniteSequences
@@ -48,12 +48,8 @@ def main() -> None:
     it, sched = Linear(), IdentitySchedule()
     law = FiniteSequences(SEQS.to(args.device), WEIGHTS.to(args.device), V, it)
     pairs = TimePairSampler(sched, boundary_fraction=args.boundary_fraction)
-    distillers = {
-        "semigroup": SemigroupDistiller(it, sched, teacher=law, pairs=pairs),
-        "lagrangian": LagrangianDistiller(it, sched, teacher=law, pairs=pairs),
-        "eulerian": EulerianDistiller(it, sched, teacher=law, pairs=pairs),
-        "eulerian_paper_target": EulerianDistiller(it, sched, teacher=law, pairs=pairs, step=None, boundary="hold"),
-    }
+    distillers = {name: cls(it, sched, teacher=law, pairs=pairs) for name, cls in DISTILLERS.items()}
+    distillers["eulerian_paper_target"] = EulerianDistiller(it, sched, teacher=law, pairs=pairs, step=None, boundary="hold")
     per_seed = []
     for i, seed in enumerate(args.seeds):
         print(f"seed {seed}", flush=True)
@@ -66,15 +62,15 @@ def main() -> None:
     write_summary(per_seed, Path(args.out) / f"{args.name}.md", args)
 
 
-def write_summary(per_seed: list[dict], path: Path, args: argparse.Namespace) -> None:
+def write_summary(per_seed: list[DistillerComparison], path: Path, args: argparse.Namespace) -> None:
     result = per_seed[0]
-    cfg = result["config"]
+    cfg = result.config
     lines = [
-        f"# Distiller comparison ({cfg['device']}, torch {cfg['torch']})",
+        f"# Distiller comparison ({cfg.device}, torch {cfg.torch})",
         "",
         f"Toy law: {len(SEQS)} sequences, V={V}, L={L}, exact teacher; student TwoTimeMLP(hidden={args.hidden}, depth=2); "
-        f"{cfg['steps']} Adam steps (lr {cfg['lr']}), batch {cfg['batch_size']}, EMA decay {cfg['ema_decay']}; "
-        f"pairs {cfg['pairs']}. TV over all {V}^{L} sequences from {cfg['n_samples']} samples.",
+        f"{cfg.steps} Adam steps (lr {cfg.lr}), batch {cfg.batch_size}, EMA decay {cfg.ema_decay}; "
+        f"pairs {cfg.pairs}. TV over all {V}^{L} sequences from {cfg.n_samples} samples.",
         "",
         "Command: `.venv/bin/python benchmarks/compare_distillers.py "
         f"--steps {args.steps} --seeds {' '.join(map(str, args.seeds))} --device {args.device}`",
@@ -84,35 +80,32 @@ def write_summary(per_seed: list[dict], path: Path, args: argparse.Namespace) ->
         "| run | TV 1-step, EMA weights: mean (min–max) | TV 1-step, online weights: mean (min–max) |",
         "|---|---|---|",
     ]
-    first = cfg["sample_steps"][0]
-    for name in [r["name"] for r in result["runs"] if r["losses"]]:
-        rows = [next(r for r in res["runs"] if r["name"] == name) for res in per_seed]
+    first = cfg.sample_steps[0]
+    for name in [r.name for r in result.trained]:
+        rows = [res.run(name) for res in per_seed]
         cells = []
         for key in ("tv_ema", "tv"):
-            vals = [r[key][str(first)] for r in rows]
+            vals = [getattr(r, key)[first] for r in rows]
             cells.append(f"{sum(vals) / len(vals):.3f} ({min(vals):.3f}–{max(vals):.3f})")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
-    ref = {r["name"]: r for r in result["runs"]}
     lines += [
-        f"| teacher_euler (1 step) | {ref['teacher_euler']['tv'][str(first)]:.3f} | |",
-        f"| exact_samples (Monte-Carlo floor) | {ref['exact_samples']['tv'][str(first)]:.3f} | |",
+        f"| teacher_euler (1 step) | {result.run('teacher_euler').tv[first]:.3f} | |",
+        f"| exact_samples (Monte-Carlo floor) | {result.run('exact_samples').tv[first]:.3f} | |",
         "",
-        f"## Full record, seed {cfg['seed']}",
+        f"## Full record, seed {cfg.seed}",
         "",
-        "| run | final loss | ms/step | peak MB/step | JVP/step | res. semigroup | res. Lagrangian | res. Eulerian | "
-        + " | ".join(f"TV {n}-step (EMA)" for n in cfg["sample_steps"]) + " | "
-        + " | ".join(f"TV {n}-step (online)" for n in cfg["sample_steps"]) + " |",
-        "|---" * (8 + 2 * len(cfg["sample_steps"])) + "|",
+        "| run | final loss | ms/step | peak MB/step | JVP/step | "
+        + " | ".join(f"res. {name}" for name in DISTILLERS) + " | "
+        + " | ".join(f"TV {n}-step (EMA)" for n in cfg.sample_steps) + " | "
+        + " | ".join(f"TV {n}-step (online)" for n in cfg.sample_steps) + " |",
+        "|---" * (5 + len(DISTILLERS) + 2 * len(cfg.sample_steps)) + "|",
     ]
-    for r in result["runs"]:
-        final = sum(r["losses"][-20:]) / len(r["losses"][-20:]) if r["losses"] else float("nan")
-        res = r["residuals"]
+    for r in result.runs:
         lines.append(
-            f"| {r['name']} | {final:.4g} | {r['step_time_ms']:.3g} | {r['peak_memory_mb']:.3g} | {r['jvp_per_step']:.0f} | "
-            f"{res.get('semigroup', float('nan')):.3g} | {res.get('lagrangian', float('nan')):.3g} | "
-            f"{res.get('eulerian', float('nan')):.3g} | "
-            + " | ".join(f"{r['tv_ema'][str(n)]:.3f}" if r["tv_ema"] else "" for n in cfg["sample_steps"]) + " | "
-            + " | ".join(f"{r['tv'][str(n)]:.3f}" for n in cfg["sample_steps"]) + " |"
+            f"| {r.name} | {r.final_loss:.4g} | {r.step_time_ms:.3g} | {r.peak_memory_mb:.3g} | {r.jvp_per_step:.0f} | "
+            + " | ".join(f"{r.residuals.get(name, float('nan')):.3g}" for name in DISTILLERS) + " | "
+            + " | ".join(f"{r.tv_ema[n]:.3f}" if r.tv_ema else "" for n in cfg.sample_steps) + " | "
+            + " | ".join(f"{r.tv[n]:.3f}" for n in cfg.sample_steps) + " |"
         )
     lines += [
         "",
@@ -120,14 +113,11 @@ def write_summary(per_seed: list[dict], path: Path, args: argparse.Namespace) ->
         "paper's form with the 'cap' policy, unprojected targets; its factor grows like 1/(1 − t), so its residual is "
         "on a different scale). "
         "`teacher_euler`: the exact teacher's Euler sampler; `exact_samples`: TV of exact draws (Monte-Carlo floor). "
-        f"Memory: {next((r['memory_source'] for r in result['runs'] if r['memory_source']), 'n/a')}. "
+        f"Memory: {next((r.memory_source for r in result.runs if r.memory_source), 'n/a')}. "
         "ms/step: median over the run's steps, measured in one process one run after another (on a shared "
         "CPU only the ratios within one run are meaningful).",
     ]
-    means = {
-        name: sum(next(r for r in res["runs"] if r["name"] == name)["tv_ema"][str(first)] for res in per_seed) / len(per_seed)
-        for name in (r["name"] for r in result["runs"] if r["losses"])
-    }
+    means = {r.name: sum(res.run(r.name).tv_ema[first] for res in per_seed) / len(per_seed) for r in result.trained}
     best = min(means, key=means.get)
     lines += [
         "",
@@ -139,7 +129,7 @@ def write_summary(per_seed: list[dict], path: Path, args: argparse.Namespace) ->
         "needs the 'hold' policy for t > t_max. At t = 1 the Lagrangian target is D̂_1(δ̂_{s,1}(x)), the teacher's "
         "rounding of the student's own output, so the one-step map learns from t < 1 rows through continuity.",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -267,10 +267,9 @@ def train_flm(
 
 
 def _distiller(method: str, model: Any, teacher: Any):
-    from flowlm.flowmaps import EulerianDistiller, LagrangianDistiller, SemigroupDistiller
+    from flowlm.flowmaps import distiller_class
 
-    cls = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}[method]
-    return cls(model.interpolant, model.schedule, teacher=teacher.denoiser)
+    return distiller_class(method)(model.interpolant, model.schedule, teacher=teacher.denoiser)
 
 
 def distill_fmlm(

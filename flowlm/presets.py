@@ -160,7 +160,7 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-DISTILL_METHODS = ("semigroup", "lagrangian", "eulerian")
+DISTILL_METHODS = ("semigroup", "lagrangian", "eulerian")  # = flowlm.flowmaps.DISTILLERS, torch-free (a test checks)
 TOKENIZER_KINDS = ("char", "bpe", "gpt2", "bert")  # = flowlm.data.tokenizers.TOKENIZER_KINDS (a test checks)
 
 # model-shape fields: a checkpoint is only loadable into the same values

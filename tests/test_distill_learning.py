@@ -17,14 +17,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowlm.flowmaps import (
-    EulerianDistiller,
-    FlowMapSampler,
-    LagrangianDistiller,
-    SemigroupDistiller,
-    TimePairSampler,
-)
-from flowlm.flowmaps.compare import all_sequences, total_variation
+from flowlm.experiments.toy_distillers import all_sequences, total_variation
+from flowlm.flowmaps import FlowMapSampler, TimePairSampler, distiller_class
 from flowlm.interpolants import IdentitySchedule, Linear
 from flowlm.nets.mlp import TwoTimeMLP
 from flowlm.oracles import FiniteSequences
@@ -61,8 +55,7 @@ def test_teacher_one_step_baseline_is_the_mode_of_the_marginals():
 def test_distilled_one_step_samples_approach_the_law(name, seed):
     it, law, p = law_and_probs()
     sched = IdentitySchedule()
-    cls = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}[name]
-    distiller = cls(it, sched, teacher=law, pairs=TimePairSampler(sched))
+    distiller = distiller_class(name)(it, sched, teacher=law, pairs=TimePairSampler(sched))
     torch.manual_seed(seed)
     student = TwoTimeMLP(V, L, hidden=64, depth=2)
     ema = EMA(student, decay=0.99)

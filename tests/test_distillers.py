@@ -8,6 +8,8 @@ finite-difference JVP backend (its agreement with forward mode is tested in test
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import Phase, given, settings
@@ -254,7 +256,7 @@ def test_projection_options_run_for_both_jvp_distillers(projection):
 
 @pytest.mark.slow
 def test_comparison_harness_records_every_run_and_writes_its_files(tmp_path):
-    from flowlm.flowmaps.compare import all_sequences, compare_distillers, total_variation
+    from flowlm.experiments import DistillerComparison, all_sequences, compare_distillers, total_variation
 
     # TV helper against a hand count: 3 draws of sequence 0 and 1 of sequence 5 vs a point mass on 0
     p = torch.zeros(8, dtype=F64)
@@ -268,23 +270,28 @@ def test_comparison_harness_records_every_run_and_writes_its_files(tmp_path):
         law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(),
         steps=4, batch_size=16, n_samples=256, residual_batch=32, sample_steps=(1, 2), out_dir=tmp_path, name="cmp",
     )
-    runs = {r["name"]: r for r in result["runs"]}
-    assert set(runs) == {"semigroup", "lagrangian", "eulerian", "teacher_euler", "exact_samples"}
-    for name in ("semigroup", "lagrangian", "eulerian"):
-        r = runs[name]
-        assert len(r["losses"]) == 4 and r["peak_memory_mb"] > 0 and r["step_time_ms"] > 0
-        assert r["jvp_per_step"] == (0.0 if name == "semigroup" else 1.0)
-        assert set(r["residuals"]) >= {"semigroup", "lagrangian", "eulerian"}
-        assert all(0.0 <= r["tv"][k] <= 1.0 for k in ("1", "2"))
-        assert all(0.0 <= r["tv_ema"][k] <= 1.0 for k in ("1", "2"))
+    assert isinstance(result, DistillerComparison)
+    assert [r.name for r in result.runs] == ["semigroup", "lagrangian", "eulerian", "teacher_euler", "exact_samples"]
+    assert [r.name for r in result.trained] == ["semigroup", "lagrangian", "eulerian"]
+    for r in result.trained:
+        assert len(r.losses) == 4 and r.peak_memory_mb > 0 and r.step_time_ms > 0
+        assert r.jvp_per_step == (0.0 if r.name == "semigroup" else 1.0)
+        assert set(r.residuals) >= {"semigroup", "lagrangian", "eulerian"}
+        assert all(0.0 <= r.tv[k] <= 1.0 for k in (1, 2))
+        assert all(0.0 <= r.tv_ema[k] <= 1.0 for k in (1, 2))
     # argmax D̂_0 is one fixed sequence of law probability 1/4 (4 equally likely sequences, uniform marginals tie)
-    assert runs["teacher_euler"]["tv"]["1"] >= 0.75 - 1e-9
+    assert result.run("teacher_euler").tv[1] >= 0.75 - 1e-9
+    with pytest.raises(KeyError, match="no run named 'euler'"):
+        result.run("euler")
     for ext in ("json", "csv", "png"):
         assert (tmp_path / f"cmp.{ext}").stat().st_size > 0
+    saved = json.loads((tmp_path / "cmp.json").read_text())
+    assert saved["config"]["sample_steps"] == [1, 2] and saved["runs"][0]["tv"].keys() == {"1", "2"}
+    assert saved == json.loads(json.dumps(result.to_dict()))
     # an EMA with decay 0 is the online weights: its samples are the online samples; None turns it off
     one = {"semigroup": SemigroupDistiller(it, IdentitySchedule(), teacher=law)}
     kw = dict(distillers=one, steps=3, batch_size=16, n_samples=256, residual_batch=32, sample_steps=(1, 2))
     r0 = compare_distillers(law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(), ema_decay=0.0, **kw)
-    assert r0["runs"][0]["tv_ema"] == r0["runs"][0]["tv"]
+    assert r0.runs[0].tv_ema == r0.runs[0].tv
     r_off = compare_distillers(law, law, lambda: TwoTimeMLP(4, 3, hidden=16, depth=1), it, IdentitySchedule(), ema_decay=None, **kw)
-    assert r_off["runs"][0]["tv_ema"] == {} and r_off["runs"][0]["tv"] == r0["runs"][0]["tv"]
+    assert r_off.runs[0].tv_ema == {} and r_off.runs[0].tv == r0.runs[0].tv

@@ -8,7 +8,7 @@
 * :mod:`~flowlm.flowmaps.semigroup`, :mod:`~flowlm.flowmaps.lagrangian`, :mod:`~flowlm.flowmaps.eulerian`
 * :mod:`~flowlm.flowmaps.sampler`      FlowMapSampler (N-step FMLM generation)
 * :mod:`~flowlm.flowmaps.residuals`    the three residuals of one map on one batch
-* :mod:`~flowlm.flowmaps.compare`      the side-by-side comparison harness
+* :mod:`~flowlm.flowmaps.registry`     DISTILLERS: name -> distiller class
 
 This layer never imports a network, the training loop, data or the CLI (DESIGN §4).
 """
@@ -33,8 +33,7 @@ from flowlm.flowmaps.lagrangian import LagrangianDistiller, lagrangian_factor
 from flowlm.flowmaps.eulerian import BOUNDARY_POLICIES, EulerianDistiller, eulerian_factor
 from flowlm.flowmaps.sampler import FlowMapSampler
 from flowlm.flowmaps.residuals import distiller_residual, residual_report
-
-DISTILLERS = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}
+from flowlm.flowmaps.registry import DISTILLERS, distiller_class
 
 __all__ = [
     "TwoTimeDenoiser",
@@ -63,6 +62,7 @@ __all__ = [
     "LagrangianDistiller",
     "EulerianDistiller",
     "DISTILLERS",
+    "distiller_class",
     "BOUNDARY_POLICIES",
     "lagrangian_factor",
     "eulerian_factor",
