@@ -13,7 +13,6 @@ seed; the one-step TV is repeated over ``--seeds``. Writes
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch

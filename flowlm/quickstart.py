@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from flowlm._io import atomic_write_json, atomic_write_text, device_name
+from flowlm._io import atomic_write_json, atomic_write_text, device_name, resolve_device
 from flowlm._plotting import MissingPlotDependencyError, pyplot
 from flowlm.evaluation import (
     DEFAULT_EVALUATOR,
@@ -430,7 +430,6 @@ def run_quickstart(
     from tqdm.auto import tqdm
 
     from flowlm.pipeline import distill_fmlm, load_model, train_flm
-    from flowlm._io import resolve_device
 
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,6 @@ the largest). Results: ``<out>.json`` and ``<out>.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -184,11 +183,12 @@ def format_markdown(res: dict[str, Any]) -> str:
 
 
 def write_results(res: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    from flowlm._io import atomic_write_json, atomic_write_text
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     js, md = out.with_suffix(".json"), out.with_suffix(".md")
-    js.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    md.write_text(format_markdown(res), encoding="utf-8")
+    atomic_write_json(js, res, indent=2)
+    atomic_write_text(md, format_markdown(res))
     return js, md
 
 

@@ -125,8 +125,21 @@ class CharTokenizer(Tokenizer):
         return {"kind": "char", "vocab_size": self.vocab_size, "chars": self.chars}
 
 
+# ---------------------------------------------------------------------------------- HF tokenizers
+class HFTokenizer(Tokenizer):
+    """A tokenizer run by a Hugging Face ``tokenizers.Tokenizer`` (``self._tok``): BPE and BERT."""
+
+    _tok: Any
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(self._strip(ids), skip_special_tokens=True)
+
+
 # ------------------------------------------------------------------------------------------ bpe
-class BPETokenizer(Tokenizer):
+class BPETokenizer(HFTokenizer):
     """Byte-level BPE (Hugging Face ``tokenizers``); specials ``<pad> <bos> <eos>`` are ids 0, 1, 2."""
 
     kind = "bpe"
@@ -145,12 +158,12 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def train(cls, text: str, vocab_size: int, corpus_hash: str | None = None) -> BPETokenizer:
         """Train byte-level BPE on ``text`` up to ``vocab_size`` tokens (≥ 259: 256 bytes + 3 specials)."""
-        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import Tokenizer as HFTok
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 259:
             raise TokenizerError(f"bpe vocab_size must be >= 259 (256 bytes + 3 specials), got {vocab_size}")
-        tok = HFTokenizer(models.BPE())
+        tok = HFTok(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
@@ -165,15 +178,9 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def from_json(cls, blob: str, corpus_hash: str | None = None) -> BPETokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import Tokenizer as HFTok
 
-        return cls(HFTokenizer.from_str(blob), corpus_hash)
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(self._strip(ids), skip_special_tokens=True)
+        return cls(HFTok.from_str(blob), corpus_hash)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "bpe", "vocab_size": self.vocab_size, "corpus_hash": self.corpus_hash,
@@ -246,7 +253,7 @@ class GPT2Tokenizer(Tokenizer):
         return {"kind": "gpt2", "vocab_size": self.vocab_size}
 
 
-class BertTokenizer(Tokenizer):
+class BertTokenizer(HFTokenizer):
     """bert-base-uncased WordPiece; ``[CLS]``, ``[SEP]``, ``[PAD]`` are BOS, EOS, PAD. Lossy."""
 
     kind = "bert"
@@ -259,12 +266,6 @@ class BertTokenizer(Tokenizer):
         self._tok = BertWordPieceTokenizer(str(vocab), lowercase=True, strip_accents=True, clean_text=True)
         self.vocab_size = int(self._tok.get_vocab_size())
         self.bos_id, self.eos_id, self.pad_id = (self._tok.token_to_id(s) for s in ("[CLS]", "[SEP]", "[PAD]"))
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(self._strip(ids), skip_special_tokens=True)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "bert", "vocab_size": self.vocab_size}
