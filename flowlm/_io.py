@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,19 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path
 
     ``tmp`` lies in ``path``'s folder (created if missing) and already exists, empty, with mode
     ``0o666 & ~umask``; ``writer`` may open it by name (``torch.save``, ``safetensors``' ``save_file``,
-    ``open(tmp, "w")``). If ``writer`` raises, ``path`` keeps its old content and ``tmp`` is removed.
-    Returns ``path`` as a :class:`~pathlib.Path`.
+    ``open(tmp, "w")``). Whatever mode ``writer`` leaves (``save_file`` replaces the file with an
+    owner-only one), the result gets that ordinary mode back. If ``writer`` raises, ``path`` keeps
+    its old content and ``tmp`` is removed. Returns ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask applies: 0644 usually
     try:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0o666 & ~umask, read without touching the umask
         writer(tmp)
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -129,3 +129,20 @@ def test_auto_device_uses_local_rank(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert resolve_device("auto") == torch.device("cuda", 3)
+
+
+def test_the_library_writers_leave_ordinary_permissions(tmp_path, umask_022, monkeypatch):
+    # the writers that used mkstemp (0600) before they went through flowlm._io
+    from flowlm.data.tokenizers import build_tokenizer
+    from flowlm.evaluation import EvalRecord, load_record
+    from flowlm.training.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "ckpt.safetensors", {"w": torch.arange(4.0)}, step=7)
+    assert _mode(ckpt) == 0o644 and load_checkpoint(ckpt).step == 7
+    rec = EvalRecord(method="FLM", metrics={"gen_ppl": float("inf")}, evaluator="toy", n_samples=2).save(tmp_path / "r.json")
+    assert _mode(rec) == 0o644 and load_record(rec).metrics["gen_ppl"] is None  # strict JSON
+    monkeypatch.setenv("FLOWLM_CACHE", str(tmp_path / "cache"))
+    build_tokenizer("bpe", "to be or not to be, that is the question " * 20, vocab_size=270)
+    (cached,) = (tmp_path / "cache" / "tokenizers").iterdir()
+    assert _mode(cached) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "ckpt.safetensors", "r.json"]  # no temp files
