@@ -2,7 +2,7 @@
 
 Layers, each importable on its own (dependencies run one way):
 ``interpolants`` ← ``denoisers`` / ``oracles`` / ``samplers`` ← ``flowmaps`` ← ``nets`` ←
-``training`` ← ``data`` / ``evaluation`` ← ``cli``.
+``training`` ← ``data`` / ``evaluation`` ← ``experiments`` ← ``cli``.
 """
 
 __version__ = "0.1.0"
