@@ -24,7 +24,7 @@ from torch import Tensor
 from flowlm.data.corpus import load_documents
 from flowlm.data.packing import PackingError, encode_documents, pack_ids, split_blocks, split_documents
 from flowlm.data.tokenizers import Tokenizer
-from flowlm.training.batches import TensorBatchSource
+from flowlm.data.batches import TensorBatchSource
 
 __all__ = ["PackedDataset", "DataSplits", "build_datasets"]
 
@@ -32,9 +32,9 @@ __all__ = ["PackedDataset", "DataSplits", "build_datasets"]
 class PackedDataset(TensorBatchSource):
     """Blocks ``[N, L]`` served as global batches of ``batch_size``, reshuffled every epoch.
 
-    The batch law is :class:`flowlm.training.TensorBatchSource`'s (step ``k`` = positions
+    The batch law is :class:`flowlm.data.batches.BlockBatchSource`'s (step ``k`` = positions
     ``k·B … k·B + B − 1`` of ``perm_0 ‖ perm_1 ‖ …``, one seeded permutation per epoch); this class
-    adds argument checks, the evaluation iterator and the dataset's shape.
+    adds the evaluation iterator and the packing checks.
     """
 
     def __init__(self, blocks: Int[Tensor, "N L"], batch_size: int, seed: int = 0) -> None:
@@ -46,29 +46,8 @@ class PackedDataset(TensorBatchSource):
     def blocks(self) -> Int[Tensor, "N L"]:
         return self.tokens
 
-    @property
-    def num_blocks(self) -> int:
-        return self.tokens.shape[0]
-
-    @property
-    def seq_len(self) -> int:
-        return self.tokens.shape[1]
-
     def __len__(self) -> int:
         return self.num_blocks
-
-    def get(self, step: int, rank: int = 0, world_size: int = 1) -> Int[Tensor, "Bl L"]:
-        """Rows ``rank·B/W … (rank+1)·B/W − 1`` of the global batch of ``step`` (a CPU LongTensor)."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if self.batch_size % world_size:
-            raise ValueError(
-                f"global batch {self.batch_size} does not split evenly over {world_size} ranks; "
-                f"use a batch size divisible by {world_size}"
-            )
-        return super().get(step, rank, world_size)  # [B_local, L]
 
     def iter_blocks(self, batch_size: int) -> Iterator[Int[Tensor, "b L"]]:
         """All blocks once, in order, in batches of ``batch_size`` (for evaluation)."""

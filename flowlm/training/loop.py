@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowlm.training.batches import BatchSource
+from flowlm.data.batches import BatchSource
 from flowlm.training.checkpoint import load_checkpoint, save_checkpoint
 from flowlm.training.config import TrainConfig
 from flowlm.training.distributed import all_reduce_gradients, all_reduce_mean, broadcast_module, context
