@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from flowlm import __version__
-from flowlm.cli import bench, distill, evaluate, quickstart, sample, train
+from flowlm.cli import bench, data, distill, evaluate, quickstart, sample, train
 
-SUBCOMMANDS = (train, distill, sample, evaluate, bench, quickstart)
+SUBCOMMANDS = (train, distill, sample, evaluate, bench, quickstart, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

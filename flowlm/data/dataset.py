@@ -24,9 +24,9 @@ from torch import Tensor
 from flowlm.data.corpus import load_documents
 from flowlm.data.packing import PackingError, encode_documents, pack_ids, split_blocks, split_documents
 from flowlm.data.tokenizers import Tokenizer
-from flowlm.data.batches import TensorBatchSource
+from flowlm.data.batches import BlockBatchSource, TensorBatchSource
 
-__all__ = ["PackedDataset", "DataSplits", "build_datasets"]
+__all__ = ["PackedDataset", "DataSplits", "build_datasets", "shard_datasets"]
 
 
 class PackedDataset(TensorBatchSource):
@@ -60,8 +60,10 @@ class PackedDataset(TensorBatchSource):
 
 @dataclass
 class DataSplits:
-    train: PackedDataset
-    val: PackedDataset | None
+    """Training and validation batch sources (in-memory :class:`PackedDataset` or streamed shards)."""
+
+    train: BlockBatchSource
+    val: BlockBatchSource | None
 
 
 def build_datasets(
@@ -78,9 +80,22 @@ def build_datasets(
 ) -> DataSplits:
     """Load the corpus (``path``; ``None`` = embedded) or take ``docs``, pack it, split it.
 
+    A prepared shard folder as ``path`` is streamed instead (:func:`shard_datasets`'s splits; it must
+    have been prepared with ``tokenizer``).
+
     ``split_by="block"`` (default) or ``"document"``; see :mod:`flowlm.data.packing`.
     ``encoded`` (``encode_documents(docs, tokenizer)``, e.g. from a cache) skips the encoding.
     """
+    if encoded is None and docs is None:
+        from flowlm.data.shards import TokenShards, is_shard_folder, shard_splits
+
+        if is_shard_folder(path):  # a prepared shard folder streams from disk
+            shards = TokenShards(path)  # type: ignore[arg-type]
+            if shards.tokenizer_spec != tokenizer.spec():
+                raise PackingError(f"the shards in {path} were prepared with another tokenizer "
+                                   f"({shards.tokenizer_spec.get('kind')}) than the one given ({tokenizer.kind})")
+            train, val = shard_splits(shards, seq_len, batch_size, seed=seed, val_fraction=val_fraction)
+            return DataSplits(train=train, val=val)
     if encoded is None:
         encoded = encode_documents(docs if docs is not None else load_documents(path), tokenizer)
     if split_by == "block":
@@ -103,3 +118,31 @@ def build_datasets(
         train=PackedDataset(train, batch_size, seed),
         val=PackedDataset(val, batch_size, seed + 1) if val.shape[0] else None,
     )
+
+
+def shard_datasets(
+    folder: str | os.PathLike,
+    seq_len: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.05,
+    tokenizer_kind: str | None = None,
+) -> tuple[Tokenizer, DataSplits, str]:
+    """``(tokenizer, splits, content_hash)`` of a prepared shard folder (``flowlm data prepare``).
+
+    The tokenizer is the one the shards were written with; ``tokenizer_kind`` (the run's) must name
+    the same kind. Splits: the last ``val_fraction`` of the blocks are held out
+    (:func:`flowlm.data.shards.shard_splits`); both sides stream from the memory-mapped shards.
+    """
+    from flowlm.data.shards import TokenShards, shard_splits
+
+    shards = TokenShards(folder)
+    kind = shards.tokenizer_spec.get("kind")
+    if tokenizer_kind is not None and kind != tokenizer_kind:
+        raise PackingError(
+            f"the shards in {folder} were prepared with the {kind} tokenizer but the run uses {tokenizer_kind}; "
+            f"prepare them again with --tokenizer {tokenizer_kind}, or train with --set tokenizer={kind}"
+        )
+    train, val = shard_splits(shards, seq_len, batch_size, seed=seed, val_fraction=val_fraction)
+    return shards.tokenizer(), DataSplits(train=train, val=val), shards.content_hash

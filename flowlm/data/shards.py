@@ -209,14 +209,14 @@ class ShardBatchSource(BlockBatchSource):
         self.shards.release()
         return torch.from_numpy(out)
 
-    def blocks(self, start: int, stop: int) -> Int[Tensor, "n L"]:
+    def read_blocks(self, start: int, stop: int) -> Int[Tensor, "n L"]:
         """Blocks ``start … stop − 1`` of this source, in order (``[stop − start, L]``)."""
         return self._read(torch.arange(start, min(stop, self.num_blocks)))
 
     def iter_blocks(self, batch_size: int) -> Iterator[Int[Tensor, "b L"]]:
         """All blocks once, in order, in batches of ``batch_size`` (for evaluation)."""
         for i in range(0, self.num_blocks, batch_size):
-            yield self.blocks(i, i + batch_size)
+            yield self.read_blocks(i, i + batch_size)
 
     def __len__(self) -> int:
         return self.num_blocks
