@@ -1,4 +1,4 @@
-"""``flowlm`` entry point: ``flowlm {train,distill,sample,eval,bench,quickstart} ...``.
+"""``flowlm`` entry point: ``flowlm {train,distill,sample,eval,bench,quickstart,data} ...``.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that adds its
 parser and sets ``func`` (called with the parsed namespace; returns an exit code).
