@@ -222,9 +222,16 @@ def prepare_shards(
 
     from tqdm.auto import tqdm
 
+    global _TOKENIZER
+    _TOKENIZER = tok  # the in-process worker's (and, under fork, every worker's) tokenizer
+    pool = None
+    if workers > 1:  # started before any other thread (the progress bar's): fork on Linux, spawn elsewhere
+        method = "fork" if sys.platform == "linux" else "spawn"
+        pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(spec,))
     bar = tqdm(total=input_bytes(inputs), unit="B", unit_scale=True, desc="flowlm data prepare",
                disable=not progress, file=sys.stderr)
     n_jobs = 0
+    inflight: deque = deque()
 
     def record(res: dict[str, Any], j: int) -> None:
         state["done"][str(j)] = res
@@ -232,36 +239,28 @@ def prepare_shards(
         bar.update(res["bytes"])
         bar.set_postfix(shards=len(state["done"]), refresh=False)
 
-    jobs = _jobs(inputs, text_column, max_chars, state["chars_per_shard"])
-    global _TOKENIZER
-    _TOKENIZER = tok
     try:
-        if workers == 1:
-            for j, job in enumerate(jobs):
-                n_jobs = j + 1
-                if finished(j):
-                    bar.update(state["done"][str(j)]["bytes"])
-                    continue
+        for j, job in enumerate(_jobs(inputs, text_column, max_chars, state["chars_per_shard"])):
+            n_jobs = j + 1
+            if finished(j):
+                bar.update(state["done"][str(j)]["bytes"])
+            elif pool is None:
                 record(_write_shard(j, job, str(out), dtype.str), j)
-        else:
-            # fork on Linux (workers start in milliseconds; they run no torch code), spawn elsewhere
-            method = "fork" if sys.platform == "linux" else "spawn"
-            with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-                inflight: deque = deque()
-                for j, job in enumerate(jobs):
-                    n_jobs = j + 1
-                    if finished(j):
-                        bar.update(state["done"][str(j)]["bytes"])
-                        continue
-                    inflight.append((j, pool.apply_async(_write_shard, (j, job, str(out), dtype.str))))
-                    while len(inflight) >= 2 * workers:  # bounded: at most 2 jobs of text per worker in flight
-                        k, res = inflight.popleft()
-                        record(res.get(), k)
-                while inflight:
+            else:
+                inflight.append((j, pool.apply_async(_write_shard, (j, job, str(out), dtype.str))))
+                while len(inflight) >= 2 * workers:  # bounded: at most 2 jobs of text per worker in flight
                     k, res = inflight.popleft()
                     record(res.get(), k)
+        while inflight:
+            k, res = inflight.popleft()
+            record(res.get(), k)
+        if pool is not None:
+            pool.close()
     finally:
         bar.close()
+        if pool is not None:
+            pool.terminate()  # no-op after close(); stops the workers on an error or an interrupt
+            pool.join()
     if n_jobs == 0:
         raise CorpusError(f"{data} holds no text (every document is empty); give it some text")
 
