@@ -188,6 +188,39 @@ def test_interrupted_prepare_resumes_to_identical_shards(tmp_path, monkeypatch):
     assert prepare_shards(src, part, "gpt2", **kw) == ref  # complete: a re-run changes nothing
 
 
+@pytest.mark.slow
+def test_cli_interrupted_by_sigint_resumes_to_identical_shards(tmp_path):
+    """A real interruption: SIGINT to `flowlm data prepare` (2 workers) once 2 shards exist; re-running
+    the same command keeps them and ends with the shards of an uninterrupted run."""
+    import signal
+    import time
+
+    src = tmp_path / "c.txt"
+    _write_corpus(src, 3_000_000, seed=5)
+    args = ["data", "prepare", "--data", str(src), "--tokenizer", "gpt2", "--shard-tokens", "100000"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, "-m", "flowlm.cli.main", *args, "--out", str(part), "--workers", "2",
+                             "--no-progress"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while len(list(part.glob("shard-*.bin"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "re-run the same command to resume" in err, err[-2000:]
+    assert not (part / "index.json").exists()
+    done = json.loads((part / ".prepare.json").read_text())["done"]  # shards recorded before the interrupt
+    kept = {rec["file"]: (part / rec["file"]).stat().st_mtime_ns for rec in done.values()}
+    assert len(kept) >= 1 and len(kept) < 20
+    from flowlm.cli.main import main
+
+    assert main([*args, "--out", str(part), "--workers", "2", "--no-progress"]) == 0
+    assert {n: (part / n).stat().st_mtime_ns for n in kept} == kept and not list(part.glob(".tmp-*"))
+    assert main([*args, "--out", str(tmp_path / "ref"), "--workers", "1", "--no-progress"]) == 0
+    assert _files(part) == _files(tmp_path / "ref")
+    assert json.loads((part / "index.json").read_text()) == json.loads((tmp_path / "ref" / "index.json").read_text())
+
+
 # ------------------------------------------------------------------------- shard batch source
 def _small_shards(tmp_path, n_words=2000):
     _write_corpus(tmp_path / "c.txt", n_words)

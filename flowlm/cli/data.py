@@ -54,9 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
     already = (Path(args.out).expanduser() / INDEX_NAME).is_file()
     t0 = time.perf_counter()
-    index = prepare_shards(args.data, args.out, args.tokenizer, workers=args.workers,
-                           shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS, text_column=args.text_column,
-                           vocab_size=args.vocab_size, progress=args.progress)
+    try:
+        index = prepare_shards(args.data, args.out, args.tokenizer, workers=args.workers,
+                               shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS, text_column=args.text_column,
+                               vocab_size=args.vocab_size, progress=args.progress)
+    except KeyboardInterrupt:
+        print("interrupted; the finished shards are kept: re-run the same command to resume", file=sys.stderr)
+        return 130
     seconds = time.perf_counter() - t0
     print(f"{args.out}: {index['total_tokens']} tokens ({index['tokenizer_name']}, V={index['vocab_size']}, "
           f"{index['dtype']}) in {len(index['shards'])} shard(s) from {index['documents']} documents, "

@@ -133,7 +133,8 @@ def shard_datasets(
 
     The tokenizer is the one the shards were written with; ``tokenizer_kind`` (the run's) must name
     the same kind. Splits: the last ``val_fraction`` of the blocks are held out
-    (:func:`flowlm.data.shards.shard_splits`); both sides stream from the memory-mapped shards.
+    (:func:`flowlm.data.shards.shard_splits`; the run's ``split_by`` does not apply: shards hold one
+    stream); both sides stream from the memory-mapped shards.
     """
     from flowlm.data.shards import TokenShards, shard_splits
 

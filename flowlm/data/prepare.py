@@ -239,6 +239,17 @@ def prepare_shards(
         bar.update(res["bytes"])
         bar.set_postfix(shards=len(state["done"]), refresh=False)
 
+    def drain(block: bool) -> None:
+        """Record every finished job (in any order: a shard is kept as soon as it is done)."""
+        while True:
+            ready = [item for item in inflight if item[1].ready()]
+            if ready or not block:
+                break
+            inflight[0][1].wait(0.05)
+        for item in ready:
+            inflight.remove(item)
+            record(item[1].get(), item[0])
+
     try:
         for j, job in enumerate(_jobs(inputs, text_column, max_chars, state["chars_per_shard"])):
             n_jobs = j + 1
@@ -249,11 +260,9 @@ def prepare_shards(
             else:
                 inflight.append((j, pool.apply_async(_write_shard, (j, job, str(out), dtype.str))))
                 while len(inflight) >= 2 * workers:  # bounded: at most 2 jobs of text per worker in flight
-                    k, res = inflight.popleft()
-                    record(res.get(), k)
+                    drain(block=True)
         while inflight:
-            k, res = inflight.popleft()
-            record(res.get(), k)
+            drain(block=True)
         if pool is not None:
             pool.close()
     finally:
@@ -279,7 +288,7 @@ def prepare_shards(
         "documents": sum(s["documents"] for s in shards),
         "text_bytes": sum(s["bytes"] for s in shards),
         "content_hash": content,
-        "inputs": [str(f.path) for f in inputs],
+        "inputs": [str(f.path.resolve()) for f in inputs],
         "text_column": text_column,
     }
     _write_json(index_path, index)
