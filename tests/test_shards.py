@@ -186,6 +186,10 @@ def test_interrupted_prepare_resumes_to_identical_shards(tmp_path, monkeypatch):
     assert _files(part) == _files(tmp_path / "ref")  # byte-identical to the uninterrupted run
     assert index == ref
     assert prepare_shards(src, part, "gpt2", **kw) == ref  # complete: a re-run changes nothing
+    (part / "shard-00001.bin").unlink()  # a damaged folder: the read names the fix, the fix works
+    with pytest.raises(CorpusError, match="shard-00001.bin is missing.*re-run `flowlm data prepare`"):
+        TokenShards(part)
+    assert prepare_shards(src, part, "gpt2", **kw) == ref and _files(part) == _files(tmp_path / "ref")
 
 
 @pytest.mark.slow

@@ -205,7 +205,11 @@ def prepare_shards(
             raise CorpusError(f"{out} holds shards prepared with other inputs or settings ({'; '.join(diffs)}); "
                               "re-run with the same arguments to resume, or choose a new --out")
         if index_path.is_file():
-            return read_index(out)  # already complete
+            index = read_index(out)
+            if all((out / sh["file"]).is_file() and (out / sh["file"]).stat().st_size == sh["tokens"] * dtype.itemsize
+                   for sh in index["shards"]):
+                return index  # already complete
+            index_path.unlink()  # a shard went missing or was damaged: redo it below
     else:
         out.mkdir(parents=True, exist_ok=True)
         state = {"settings": settings, "chars_per_shard": None, "done": {}}
