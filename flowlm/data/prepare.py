@@ -233,7 +233,8 @@ def prepare_shards(
         method = "fork" if sys.platform == "linux" else "spawn"
         pool = mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=(spec,))
     bar = tqdm(total=input_bytes(inputs), unit="B", unit_scale=True, desc="flowlm data prepare",
-               disable=not progress, file=sys.stderr)
+               disable=not progress, file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 30)  # a log file gets a line every 30 s
     n_jobs = 0
     inflight: deque = deque()
 
