@@ -13,6 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowlm.data import prepare as P
 from flowlm.data.batches import StreamPosition
@@ -23,6 +25,7 @@ from flowlm.data.prepare import prepare_shards
 from flowlm.data.shards import ShardBatchSource, TokenShards, is_shard_folder, shard_splits, token_dtype
 from flowlm.data.tokenizers import TokenizerError, build_tokenizer
 
+_GPT2, _BERT = build_tokenizer("gpt2"), build_tokenizer("bert")
 WORDS = "the cat sat on a mat while quick brown foxes jumped over lazy dogs and then ran home".split()
 
 
@@ -64,6 +67,21 @@ def test_cut_text_tokenizes_like_the_whole_text(tmp_path, kind):
     assert len(segs) > 10 and segs[0].first and segs[-1].last and "".join(s.text for s in segs) == text
     ids = [i for s in segs for i in P._frame(tok, s)]
     assert ids == [tok.bos_id, *tok.encode(text), tok.eos_id]
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet="ab Z'.,\n\r\t\u00e9", min_size=1, max_size=300), max_chars=st.integers(2, 40))
+def test_cutting_never_changes_gpt2_or_bert_tokens(text, max_chars, tmp_path_factory):
+    f = tmp_path_factory.mktemp("cut") / "t.txt"
+    f.write_text(text, encoding="utf-8")
+    whole = load_documents(f)[0] if text.strip() else None
+    segs = list(iter_segments(resolve_inputs(f), max_chars=max_chars))
+    if whole is None:
+        assert segs == []
+        return
+    assert "".join(s.text for s in segs) == whole
+    for tok in (_GPT2, _BERT):
+        assert [i for s in segs for i in P._frame(tok, s)] == [tok.bos_id, *tok.encode(whole), tok.eos_id]
 
 
 def test_prepared_stream_equals_direct_tokenization(tmp_path):
