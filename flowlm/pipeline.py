@@ -37,6 +37,8 @@ from torch import nn
 from flowlm._io import atomic_write, atomic_write_json, atomic_write_text, cache_root, resolve_device
 from flowlm.data import build_datasets, build_tokenizer, load_documents, tokenizer_from_spec
 from flowlm.data.corpus import documents_fingerprint
+from flowlm.data.dataset import shard_datasets
+from flowlm.data.shards import is_shard_folder
 from flowlm.data.packing import encode_documents
 from flowlm.data.tokenizers import Tokenizer, spec_digest
 from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig
@@ -126,6 +128,19 @@ def _tokenizer_entry(spec: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------- building
 def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokenizer | None, batch_size: int):
+    if is_shard_folder(data):  # prepared token shards: streamed from disk, bounded memory
+        tok, splits, fingerprint = shard_datasets(data, cfg.seq_len, batch_size, seed=cfg.seed,
+                                                  val_fraction=cfg.val_fraction, tokenizer_kind=cfg.tokenizer)
+        if tokenizer is not None and spec_digest(tokenizer.spec()) != spec_digest(tok.spec()):
+            raise RunError(f"the shards in {data} were tokenized with another {tok.kind} tokenizer than the run's; "
+                           "pass the run's own --data or use a new --out-dir")
+        return tok, splits, fingerprint
+    if cfg.require_shards:
+        raise RunError(
+            f"the {cfg.preset} preset trains on prepared token shards, and {data or 'the default corpus'} is not a "
+            f"shard folder; prepare one with `flowlm data prepare --data PATH_OR_GLOB --tokenizer {cfg.tokenizer} "
+            f"--out data/{cfg.preset}` and pass --data data/{cfg.preset} (or --set require_shards=false)"
+        )
     docs = load_documents(data)
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, "\n\n".join(docs) if cfg.tokenizer in ("char", "bpe") else None,

@@ -10,8 +10,8 @@ name                tokenizer   L     DiT (depth × width × heads)  meant for
 ``tiny``            char        32    1 × 32 × 2                  tests: trains in seconds
 ``shakespeare-char`` char       128   4 × 128 × 4                 a laptop CPU, ~10 min (estimate)
 ``shakespeare-bpe`` bpe (2048)  64    4 × 128 × 4                 a 2-core CPU: ~10 min FLM + ~5 min FMLM
-``lm1b``            bert        128   12 × 768 × 12               GPU; the paper's LM1B size (``--data``)
-``owt``             gpt2        1024  12 × 768 × 12               GPU; the paper's OpenWebText size (``--data``)
+``lm1b``            bert        128   12 × 768 × 12               GPU; the paper's LM1B size (``--data``: prepared shards)
+``owt``             gpt2        1024  12 × 768 × 12               GPU; the paper's OpenWebText size (``--data``: shards)
 ==================  ==========  ====  =========================  ==========================================
 
 Every field can be overridden: ``preset("tiny", steps=50)`` in Python, ``--set steps=50`` (or the
@@ -46,6 +46,7 @@ class RunConfig:
     seq_len: int = 128
     val_fraction: float = 0.05
     split_by: str = "block"  # block | document
+    require_shards: bool = False  # --data must be a `flowlm data prepare` folder (the lm1b / owt presets)
     # model (DiT)
     depth: int = 4
     width: int = 192
@@ -192,12 +193,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         steps=1_000_000, batch_size=512, lr=3e-4, warmup_steps=2500, ema_decay=0.9999, log_every=100,
         ckpt_every=5000, distill_steps=100_000, distill_batch_size=512, distill_lr=3e-4, distill_warmup_steps=2500,
         distill_ema_decay=0.9999, sample_steps=1024, n_samples=16, val_fraction=0.01, device="cuda", compile=True,
+        require_shards=True,
     ),
     "owt": dict(
         tokenizer="gpt2", seq_len=1024, depth=12, width=768, heads=12, time_dim=128, dropout=0.1,
         steps=1_000_000, batch_size=512, lr=3e-4, warmup_steps=2500, ema_decay=0.9999, log_every=100,
         ckpt_every=5000, distill_steps=100_000, distill_batch_size=512, distill_lr=3e-4, distill_warmup_steps=2500,
         distill_ema_decay=0.9999, sample_steps=1024, n_samples=16, val_fraction=0.01, device="cuda", compile=True,
+        require_shards=True,
     ),
 }
 

@@ -215,7 +215,7 @@ def reference_record(
     splits = build_datasets(tokenizer, cfg.seq_len, 1, path=data, seed=cfg.seed,
                             val_fraction=cfg.val_fraction, split_by=cfg.split_by)
     split = "val" if splits.val is not None else "train"
-    blocks = (splits.val or splits.train).blocks[:n_samples]  # [n, L]
+    blocks = next(iter((splits.val or splits.train).iter_blocks(n_samples)))  # [n, L] (also from shards)
     texts = [tokenizer.decode(row.tolist()) for row in blocks]
     metrics = evaluate_samples(texts, blocks, evaluator)
     metrics["reference_entropy"] = metrics["entropy"]

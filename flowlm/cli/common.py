@@ -19,7 +19,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def add_data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", default=None,
-                   help="a UTF-8 text file or a folder of .txt files (default: the embedded Shakespeare plays)")
+                   help="a UTF-8 text file, a folder of .txt files, or a token-shard folder from `flowlm data prepare` "
+                        "(default: the embedded Shakespeare plays)")
 
 
 def add_run_args(p: argparse.ArgumentParser, *, preset: bool = True, out_dir: str | None = None) -> None:

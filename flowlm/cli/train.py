@@ -13,7 +13,7 @@ examples:
   flowlm train                                       # shakespeare-char preset on the embedded plays
   flowlm train --preset tiny --data notes.txt        # seconds; any UTF-8 text file or folder of .txt
   flowlm train --preset shakespeare-bpe --steps 4000 --out-dir runs/bpe
-  flowlm train --preset owt --data /data/owt --device cuda --compile
+  flowlm train --preset owt --data data/owt --device cuda --compile   # shards from `flowlm data prepare`
   flowlm train --out-dir runs/bpe --steps 6000       # resume runs/bpe and train on to step 6000
   flowlm train --set width=256 --set depth=6 --set lr=5e-4
 
@@ -43,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     if args.preset is None and args.out_dir and args.resume and (Path(args.out_dir) / "config.json").is_file():
         base = load_run_config(args.out_dir)  # resuming: the run's own settings
     cfg = config_from_args(args, base=base, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
-    if cfg.preset in ("lm1b", "owt") and args.data is None:
-        print(f"flowlm train: note: the {cfg.preset} preset is sized for its own corpus; without --data it "
-              "trains on the embedded Shakespeare plays", file=sys.stderr)
     out_dir = args.out_dir or f"runs/{cfg.preset}-flm"
     ckpt = train_flm(cfg, data=args.data, out_dir=out_dir, resume=args.resume)
     print(f"checkpoint: {ckpt}")

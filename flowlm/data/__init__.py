@@ -1,8 +1,11 @@
 """Data: corpora (:mod:`.corpus`), tokenizers (:mod:`.tokenizers`), packing and splits
-(:mod:`.packing`), and the step-indexed batch source (:mod:`.dataset`)."""
+(:mod:`.packing`), the batch sources the training loop consumes (:mod:`.batches`, :mod:`.dataset`),
+and prepared token shards for corpora at OpenWebText scale (:mod:`.inputs`, :mod:`.prepare`,
+:mod:`.shards`)."""
 
+from flowlm.data.batches import BatchSource, BlockBatchSource, StreamPosition, TensorBatchSource
 from flowlm.data.corpus import CorpusError, documents_fingerprint, fetch_shakespeare, load_corpus, load_documents
-from flowlm.data.dataset import DataSplits, PackedDataset, build_datasets
+from flowlm.data.dataset import DataSplits, PackedDataset, build_datasets, shard_datasets
 from flowlm.data.packing import (
     PackingError,
     encode_documents,
@@ -22,11 +25,15 @@ from flowlm.data.tokenizers import (
     build_tokenizer,
     tokenizer_from_spec,
 )
+from flowlm.data.prepare import prepare_shards
+from flowlm.data.shards import ShardBatchSource, TokenShards, is_shard_folder, shard_splits
 
 __all__ = [
     "CorpusError", "load_corpus", "load_documents", "fetch_shakespeare", "documents_fingerprint",
     "Tokenizer", "CharTokenizer", "BPETokenizer", "GPT2Tokenizer", "BertTokenizer", "TokenizerError",
     "TOKENIZER_KINDS", "build_tokenizer", "tokenizer_from_spec",
     "PackingError", "encode_documents", "pack_ids", "pack_documents", "split_blocks", "split_documents",
-    "PackedDataset", "DataSplits", "build_datasets",
+    "PackedDataset", "DataSplits", "build_datasets", "shard_datasets",
+    "BatchSource", "BlockBatchSource", "StreamPosition", "TensorBatchSource",
+    "prepare_shards", "TokenShards", "ShardBatchSource", "is_shard_folder", "shard_splits",
 ]

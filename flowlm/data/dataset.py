@@ -24,17 +24,17 @@ from torch import Tensor
 from flowlm.data.corpus import load_documents
 from flowlm.data.packing import PackingError, encode_documents, pack_ids, split_blocks, split_documents
 from flowlm.data.tokenizers import Tokenizer
-from flowlm.training.batches import TensorBatchSource
+from flowlm.data.batches import BlockBatchSource, TensorBatchSource
 
-__all__ = ["PackedDataset", "DataSplits", "build_datasets"]
+__all__ = ["PackedDataset", "DataSplits", "build_datasets", "shard_datasets"]
 
 
 class PackedDataset(TensorBatchSource):
     """Blocks ``[N, L]`` served as global batches of ``batch_size``, reshuffled every epoch.
 
-    The batch law is :class:`flowlm.training.TensorBatchSource`'s (step ``k`` = positions
+    The batch law is :class:`flowlm.data.batches.BlockBatchSource`'s (step ``k`` = positions
     ``k·B … k·B + B − 1`` of ``perm_0 ‖ perm_1 ‖ …``, one seeded permutation per epoch); this class
-    adds argument checks, the evaluation iterator and the dataset's shape.
+    adds the evaluation iterator and the packing checks.
     """
 
     def __init__(self, blocks: Int[Tensor, "N L"], batch_size: int, seed: int = 0) -> None:
@@ -46,29 +46,8 @@ class PackedDataset(TensorBatchSource):
     def blocks(self) -> Int[Tensor, "N L"]:
         return self.tokens
 
-    @property
-    def num_blocks(self) -> int:
-        return self.tokens.shape[0]
-
-    @property
-    def seq_len(self) -> int:
-        return self.tokens.shape[1]
-
     def __len__(self) -> int:
         return self.num_blocks
-
-    def get(self, step: int, rank: int = 0, world_size: int = 1) -> Int[Tensor, "Bl L"]:
-        """Rows ``rank·B/W … (rank+1)·B/W − 1`` of the global batch of ``step`` (a CPU LongTensor)."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if self.batch_size % world_size:
-            raise ValueError(
-                f"global batch {self.batch_size} does not split evenly over {world_size} ranks; "
-                f"use a batch size divisible by {world_size}"
-            )
-        return super().get(step, rank, world_size)  # [B_local, L]
 
     def iter_blocks(self, batch_size: int) -> Iterator[Int[Tensor, "b L"]]:
         """All blocks once, in order, in batches of ``batch_size`` (for evaluation)."""
@@ -81,8 +60,10 @@ class PackedDataset(TensorBatchSource):
 
 @dataclass
 class DataSplits:
-    train: PackedDataset
-    val: PackedDataset | None
+    """Training and validation batch sources (in-memory :class:`PackedDataset` or streamed shards)."""
+
+    train: BlockBatchSource
+    val: BlockBatchSource | None
 
 
 def build_datasets(
@@ -99,9 +80,22 @@ def build_datasets(
 ) -> DataSplits:
     """Load the corpus (``path``; ``None`` = embedded) or take ``docs``, pack it, split it.
 
+    A prepared shard folder as ``path`` is streamed instead (:func:`shard_datasets`'s splits; it must
+    have been prepared with ``tokenizer``).
+
     ``split_by="block"`` (default) or ``"document"``; see :mod:`flowlm.data.packing`.
     ``encoded`` (``encode_documents(docs, tokenizer)``, e.g. from a cache) skips the encoding.
     """
+    if encoded is None and docs is None:
+        from flowlm.data.shards import TokenShards, is_shard_folder, shard_splits
+
+        if is_shard_folder(path):  # a prepared shard folder streams from disk
+            shards = TokenShards(path)  # type: ignore[arg-type]
+            if shards.tokenizer_spec != tokenizer.spec():
+                raise PackingError(f"the shards in {path} were prepared with another tokenizer "
+                                   f"({shards.tokenizer_spec.get('kind')}) than the one given ({tokenizer.kind})")
+            train, val = shard_splits(shards, seq_len, batch_size, seed=seed, val_fraction=val_fraction)
+            return DataSplits(train=train, val=val)
     if encoded is None:
         encoded = encode_documents(docs if docs is not None else load_documents(path), tokenizer)
     if split_by == "block":
@@ -124,3 +118,32 @@ def build_datasets(
         train=PackedDataset(train, batch_size, seed),
         val=PackedDataset(val, batch_size, seed + 1) if val.shape[0] else None,
     )
+
+
+def shard_datasets(
+    folder: str | os.PathLike,
+    seq_len: int,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.05,
+    tokenizer_kind: str | None = None,
+) -> tuple[Tokenizer, DataSplits, str]:
+    """``(tokenizer, splits, content_hash)`` of a prepared shard folder (``flowlm data prepare``).
+
+    The tokenizer is the one the shards were written with; ``tokenizer_kind`` (the run's) must name
+    the same kind. Splits: the last ``val_fraction`` of the blocks are held out
+    (:func:`flowlm.data.shards.shard_splits`; the run's ``split_by`` does not apply: shards hold one
+    stream); both sides stream from the memory-mapped shards.
+    """
+    from flowlm.data.shards import TokenShards, shard_splits
+
+    shards = TokenShards(folder)
+    kind = shards.tokenizer_spec.get("kind")
+    if tokenizer_kind is not None and kind != tokenizer_kind:
+        raise PackingError(
+            f"the shards in {folder} were prepared with the {kind} tokenizer but the run uses {tokenizer_kind}; "
+            f"prepare them again with --tokenizer {tokenizer_kind}, or train with --set tokenizer={kind}"
+        )
+    train, val = shard_splits(shards, seq_len, batch_size, seed=seed, val_fraction=val_fraction)
+    return shards.tokenizer(), DataSplits(train=train, val=val), shards.content_hash

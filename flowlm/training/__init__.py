@@ -1,6 +1,6 @@
 """Training: config, loop, objectives, checkpoints, EMA, batch sources, data parallelism."""
 
-from flowlm.training.batches import BatchSource, TensorBatchSource
+from flowlm.data.batches import BatchSource, TensorBatchSource  # re-exported: the loop consumes them
 from flowlm.training.checkpoint import (
     Checkpoint,
     CheckpointMismatchError,

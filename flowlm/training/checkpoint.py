@@ -4,7 +4,8 @@ Tensors (keys): ``model/<name>`` (the model's ``state_dict``), ``ema/<name>`` (E
 ``optim/<i>/<key>`` (optimizer state of the i-th parameter), ``rng/cpu`` and ``rng/cuda/<k>``
 (RNG states). Metadata (JSON strings): ``step``, ``config`` (``{"model": DiTConfig dict,
 "train": TrainConfig dict, "tokenizer": ..., ...}``), ``optim_groups`` (hyper-parameters),
-``ema_updates``.
+``ema_updates``, and ``stream`` (the batch source's position ``{"epoch", "index"}`` at ``step``,
+when the source has one: :meth:`flowlm.data.batches.BlockBatchSource.position`).
 
 Files are written atomically: to a temporary file in the same folder, flushed, then moved over
 the target with ``os.replace``, so a crash never leaves a torn checkpoint behind.
@@ -49,6 +50,7 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     rng: dict[str, Tensor] = field(default_factory=dict)
     path: str | None = None
+    stream: dict[str, Any] | None = None  # the data stream's position at ``step``
 
 
 def _plain(x: Any) -> Any:
@@ -67,6 +69,7 @@ def save_checkpoint(
     ema_updates: int = 0,
     optimizer: torch.optim.Optimizer | dict[str, Any] | None = None,
     rng: bool = True,
+    stream: dict[str, Any] | None = None,
 ) -> str:
     """Write a checkpoint atomically (temp file + ``os.replace``); returns the path."""
     path = os.fspath(path)
@@ -82,6 +85,8 @@ def save_checkpoint(
         "ema_updates": str(int(ema_updates)),
         "config": json.dumps({k: _plain(v) for k, v in (config or {}).items()}),
     }
+    if stream is not None:
+        meta["stream"] = json.dumps(stream)
     if optimizer is not None:
         osd = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer
         scalars: dict[str, dict[str, Any]] = {}
@@ -172,4 +177,5 @@ def load_checkpoint(
         optimizer=optimizer,
         rng=group("rng/"),
         path=path,
+        stream=json.loads(meta["stream"]) if "stream" in meta else None,
     )

@@ -14,6 +14,8 @@ One optimizer step ``k`` (0-based) does:
 5. log every ``log_every`` steps (tqdm + ``out_dir/metrics.jsonl``), checkpoint every
    ``ckpt_every`` steps and at the end (``out_dir/checkpoint.safetensors``, atomic).
 
+The checkpoint stores the batch source's stream position (``position(step)``; restored with
+``seek``), so a resumed run reads the data from where it stopped.
 With ``resume=True`` and a checkpoint in ``out_dir`` the run continues from its step: the losses
 of steps k..N of a resumed run equal those of an uninterrupted run (``tests/test_training.py``).
 """
@@ -31,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from flowlm._io import resolve_device
-from flowlm.training.batches import BatchSource
+from flowlm.data.batches import BatchSource
 from flowlm.training.checkpoint import load_checkpoint, save_checkpoint
 from flowlm.training.config import TrainConfig
 from flowlm.training.distributed import all_reduce_gradients, all_reduce_mean, broadcast_module, context
@@ -137,6 +139,8 @@ def train(
         if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
         start = last_saved = ck.step
+        if ck.stream is not None and hasattr(batches, "seek"):
+            batches.seek(ck.step, ck.stream)  # the data stream continues where the checkpoint left it
     broadcast_module(model)  # replicas start identical (no-op on one process)
     if config.compile:
         target = model.net if isinstance(getattr(model, "net", None), nn.Module) else model
@@ -145,8 +149,9 @@ def train(
     def save(step: int) -> None:
         nonlocal last_saved
         if ckpt_path and ctx.is_main:
+            stream = batches.position(step).to_dict() if hasattr(batches, "position") else None
             save_checkpoint(ckpt_path, model, step=step, config=full_config, ema=ema.state_dict(),
-                            ema_updates=ema.num_updates, optimizer=optimizer)
+                            ema_updates=ema.num_updates, optimizer=optimizer, stream=stream)
         last_saved = step
 
     progress = Progress(config.steps, initial=start, enabled=config.progress, metrics_path=metrics_path, main=ctx.is_main)
