@@ -14,7 +14,7 @@ attention scores stay fp32 for the softmax). The :math:`L^2` term is the ``[B, H
 tensors the exact soft-capped attention keeps for the backward pass; ``attention="flex"`` under
 ``torch.compile`` (CUDA) does not keep them. :math:`k_{\text{obj}}` is 1 for FLM training, about 2
 for semigroup distillation (two student forwards) and 3 for the JVP-based distillers. The
-per-element constants :math:`a_w, a_r, a_s` were measured on CPU (``tests/test_memory.py``
+per-element constants :math:`a_w, a_r, a_s` were measured on CPU (``tests/test_training.py``
 checks the estimate against a measured step within a factor of 2).
 
 :func:`check_training_memory` compares ``M`` with the memory available (``MemAvailable`` on
@@ -41,7 +41,7 @@ OBJECTIVE_FACTOR = {"flm": 1.0, "semigroup": 2.0, "lagrangian": 3.0, "eulerian":
 _VOCAB = {"char": 256, "gpt2": 50258, "bert": 30522}
 
 
-def format_bytes(n: float) -> str:
+def format_bytes(n: int | float) -> str:
     """``1.5e9 -> '1.40 GiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":

@@ -248,3 +248,98 @@ def test_tiny_dit_reaches_the_oracle_cross_entropy():
     print(f"model CE {model_ce:.4f}  oracle CE {oracle_ce:.4f}  uniform {uniform_ce:.4f}  train loss {sum(res.losses[-20:]) / 20:.4f}")
     assert gap > -0.02  # the oracle is optimal (up to Monte-Carlo noise)
     assert gap < 0.05 * (uniform_ce - oracle_ce), (model_ce, oracle_ce, uniform_ce)
+
+
+# --------------------------------------------------------------------------- periodic validation, progress, memory
+def test_eval_every_logs_validation_at_its_steps_without_changing_training(tmp_path):
+    held_out = _data(16, seed=9)
+    seen = []
+
+    def evaluate(model):
+        seen.append(model.training)
+        with torch.no_grad():
+            return float(FixedTimeCE()(model, held_out)[0])
+
+    cfg = TrainConfig(steps=7, batch_size=8, warmup_steps=0, log_every=1, eval_every=3, out_dir=str(tmp_path),
+                      progress=False)
+    res = train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), cfg, resume=False, evaluate=evaluate)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    val = [r for r in records if r.get("split") == "val"]
+    assert [r["step"] for r in val] == [3, 6] and sorted(res.val_losses) == [3, 6] and len(seen) == 2
+    assert [r["val_loss"] for r in val] == pytest.approx([res.val_losses[3], res.val_losses[6]])
+    assert all(r["ema"] is False for r in val)
+    assert [r["step"] for r in records if "split" not in r] == list(range(1, 8))  # training records unchanged
+    # the same run without evaluation has the same losses (evaluation does not move the RNG of training)
+    plain = train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), cfg.replace(out_dir=None), resume=False)
+    assert plain.losses == res.losses
+    # the validation loss after 6 steps is the held-out loss of the weights after 6 steps
+    six = _model()
+    train(six, FixedTimeCE(), TensorBatchSource(_data(), 8), cfg.replace(steps=6, out_dir=None), resume=False)
+    with torch.no_grad():
+        assert res.val_losses[6] == pytest.approx(float(FixedTimeCE()(six, held_out)[0]), rel=1e-6)
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        TrainConfig(steps=1, batch_size=8, eval_every=-1)
+
+
+def test_progress_off_a_terminal_prints_plain_periodic_lines():
+    import io
+
+    from flowlm.training.progress import PlainProgress, Progress, progress_bar
+
+    buf = io.StringIO()  # not a terminal
+    p = Progress(40, enabled=True, interactive=None, file=buf)
+    for k in range(40):
+        p.step(100)
+        if (k + 1) % 10 == 0:
+            p.log({"step": k + 1, "loss": 2.5, "tokens_per_s": 1000.0})
+    p.log_eval({"step": 40, "split": "val", "val_loss": 2.25})
+    p.close()
+    out = buf.getvalue()
+    assert "\r" not in out and "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[-2].startswith("train: 40/40 steps (100%)") and "loss=2.5000" in lines[-2]
+    assert lines[-1] == "step 40: validation loss 2.2500"
+    assert 20 <= len(lines) <= 22  # one line per 5% (2 steps) and the validation line: not one per step
+    # a slow run prints on time too: every 30 s even between the 5% marks
+    now = [0.0]
+    q = PlainProgress(total=1000, desc="x", unit="step", file=(b := io.StringIO()), clock=lambda: now[0])
+    for _ in range(3):
+        now[0] += 31.0
+        q.update(1)
+    assert b.getvalue().count("\n") == 3 and "ETA" in b.getvalue()
+    assert isinstance(progress_bar(total=3, file=io.StringIO()), PlainProgress)  # detection
+    assert not isinstance(progress_bar(total=3, file=io.StringIO(), interactive=True), PlainProgress)
+
+
+@pytest.mark.slow
+def test_memory_estimate_is_within_a_factor_two_of_a_measured_step(tmp_path):
+    """Peak RSS growth of one FLM training step (fresh process) vs the estimate, for an attention-bound
+    and a width-bound shape."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "m.py"
+    script.write_text(
+        "import resource, sys, json, torch\n"
+        "from flowlm.presets import preset\nfrom flowlm.models import FLM\n"
+        "from flowlm.memory import estimate_training_memory\n"
+        "torch.set_num_threads(1)\n"
+        "L, d, D, H, B = map(int, sys.argv[1:6])\n"
+        "cfg = preset('tiny', seq_len=L, width=d, depth=D, heads=H, batch_size=B, mlp_ratio=4, time_dim=32,"
+        " attention='math', dropout=0.1)\n"
+        "m = FLM(cfg.dit_config(256)); opt = torch.optim.AdamW(m.parameters())\n"
+        "tok = torch.randint(0, 256, (B, L))\n"
+        "cur = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmRSS')][0]\n"
+        "base = max(cur, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "loss, _ = m.loss(tok); loss.backward(); opt.step()\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "est = estimate_training_memory(cfg, 256)\n"
+        "print(json.dumps({'measured': peak - base, 'estimate': est.total_bytes - 8 * est.parameters}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for shape in ("1024 64 2 4 4", "256 256 2 4 8"):
+        done = subprocess.run([sys.executable, str(script), *shape.split()], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        assert 0.5 <= r["estimate"] / r["measured"] <= 2.0, (shape, r)

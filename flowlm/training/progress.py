@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -31,7 +31,7 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def is_interactive(file: TextIO | None = None) -> bool:
+def is_interactive(file: Any = None) -> bool:
     """True when ``file`` (default ``sys.stderr``) is a terminal, where a redrawn bar is readable."""
     file = sys.stderr if file is None else file
     try:
@@ -57,7 +57,7 @@ class PlainProgress:
     """
 
     def __init__(self, iterable: Iterable[Any] | None = None, *, total: int | None = None, initial: int = 0,
-                 desc: str = "", unit: str = "it", file: TextIO | None = None, every_fraction: float = 0.05,
+                 desc: str = "", unit: str = "it", file: Any = None, every_fraction: float = 0.05,
                  every_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -72,7 +72,7 @@ class PlainProgress:
         self._closed = False
 
     @property
-    def _out(self) -> TextIO:
+    def _out(self) -> Any:
         return self.file if self.file is not None else sys.stderr
 
     def line(self) -> str:
@@ -109,7 +109,7 @@ class PlainProgress:
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self._postfix = s
 
-    def write(self, message: str, file: TextIO | None = None) -> None:
+    def write(self, message: str, file: Any = None) -> None:
         print(message, file=file if file is not None else self._out, flush=True)
 
     def close(self) -> None:
@@ -135,7 +135,7 @@ class PlainProgress:
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, total: int | None = None, initial: int = 0,
-                 desc: str = "", unit: str = "it", disable: bool = False, file: TextIO | None = None,
+                 desc: str = "", unit: str = "it", disable: bool = False, file: Any = None,
                  interactive: bool | None = None, **plain: Any) -> Any:
     """A tqdm bar on a terminal, a :class:`PlainProgress` otherwise (``interactive=None``: detect).
 
@@ -159,7 +159,7 @@ class Progress:
 
     def __init__(self, total: int, initial: int = 0, *, enabled: bool = True,
                  metrics_path: str | None = None, main: bool = True, interactive: bool | None = None,
-                 file: TextIO | None = None) -> None:
+                 file: Any = None) -> None:
         self.main = main
         self.shown = enabled and main
         self.bar = progress_bar(total=total, initial=initial, disable=not self.shown, unit="step",
