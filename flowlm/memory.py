@@ -14,8 +14,9 @@ attention scores stay fp32 for the softmax). The :math:`L^2` term is the ``[B, H
 tensors the exact soft-capped attention keeps for the backward pass; ``attention="flex"`` under
 ``torch.compile`` (CUDA) does not keep them. :math:`k_{\text{obj}}` is 1 for FLM training, about 2
 for semigroup distillation (two student forwards) and 3 for the JVP-based distillers. The
-per-element constants :math:`a_w, a_r, a_s` were measured on CPU (``tests/test_training.py``
-checks the estimate against a measured step within a factor of 2).
+per-element constants :math:`a_w, a_r, a_s` were fitted to the peak RSS of CPU steps (within
+±40% for attention- and width-bound shapes); ``tests/test_training.py`` checks that the estimate
+covers the activations autograd keeps for the backward pass and stays within 2.5× of them.
 
 :func:`check_training_memory` compares ``M`` with the memory available (``MemAvailable`` on
 Linux, free memory on a CUDA device) and raises :class:`flowlm.presets.ConfigError` when it
