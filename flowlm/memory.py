@@ -34,7 +34,7 @@ __all__ = ["MemoryEstimate", "estimate_training_memory", "available_memory", "ch
            "format_bytes"]
 
 # activation elements kept per token and block: a_w·d + a_r·r·d (+ a_s·H·L for the attention scores)
-A_WIDTH = 14.0
+A_WIDTH = 16.0
 A_MLP = 2.5
 A_SCORES = 4.0
 OBJECTIVE_FACTOR = {"flm": 1.0, "semigroup": 2.0, "lagrangian": 3.0, "eulerian": 3.0}
