@@ -7,6 +7,7 @@ when mkdocstrings loads the package (nothing in the source changes):
 * ``:class:`~pkg.Name``` (also ``:func:``, ``:meth:``, ``:mod:``, ``:attr:``) → a cross-reference
   to the documented object (``~`` shows the last name only). References that name no documented
   object render as code instead of a link, so a docstring never breaks the build;
+* doctest lines (``>>>`` and their output) become a fenced ``pycon`` block;
 * a paragraph ending in ``::`` (rst's literal-block marker) ends in ``:``.
 """
 
@@ -54,6 +55,28 @@ def _math_blocks(text: str) -> str:
     return "\n".join(out)
 
 
+def _doctests(text: str) -> str:
+    """Fence each run of ``>>>`` lines (and their output, up to a blank line) as a ``pycon`` block."""
+    lines, out, i, fenced = text.splitlines(), [], 0, False
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced or not line.lstrip().startswith(">>>"):
+            out.append(line)
+            i += 1
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        if out and out[-1].strip():
+            out.append("")
+        out.append(f"{indent}```pycon")
+        while i < len(lines) and lines[i].strip():
+            out.append(lines[i])
+            i += 1
+        out.append(f"{indent}```")
+    return "\n".join(out)
+
+
 def _role(m: re.Match[str]) -> str:
     short, target = m.group(2) == "~", m.group(3).strip()
     target = target.rstrip("()")
@@ -65,7 +88,7 @@ def _role(m: re.Match[str]) -> str:
 
 def rst_to_markdown(text: str) -> str:
     """The docstring ``text`` with the rst constructs above rewritten as Markdown."""
-    text = _math_blocks(text)
+    text = _doctests(_math_blocks(text))
     text = _MATH.sub(lambda m: f"${m.group(1).strip()}$", text)
     text = _ROLE.sub(_role, text)
     return re.sub(r"(\S)::[ \t]*$", r"\1:", text, flags=re.MULTILINE)

@@ -63,9 +63,29 @@ def benchmark_results() -> list[Path]:
     return sorted((ROOT / "benchmarks" / "results").glob("*.md"))
 
 
+def _submodules(name: str) -> list[str]:
+    """Public submodules of package ``flowlm.<name>`` (none for a plain module)."""
+    import pkgutil
+
+    spec = importlib.util.find_spec(f"flowlm.{name}")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)
+            if not m.name.startswith("_") and m.name != "__main__"]
+
+
 def _api_page(name: str, summary: str) -> str:
-    return (f"# flowlm.{name}\n\n{summary[0].upper() + summary[1:]}.\n\n"
+    """The package's docstring and public names, then each submodule's docstring (where the
+    formulas of a module are written), without repeating its members."""
+    page = (f"# flowlm.{name}\n\n{summary[0].upper() + summary[1:]}.\n\n"
             f"::: flowlm.{name}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n")
+    subs = _submodules(name)
+    if subs:
+        page += "\n## Modules\n\nThe notes at the top of each module (the names above are defined in them).\n"
+        for sub in subs:
+            page += (f"\n::: flowlm.{name}.{sub}\n    options:\n      members: false\n      show_root_heading: true\n"
+                     f"      heading_level: 3\n")
+    return page
 
 
 def on_config(config, **kwargs):
@@ -96,8 +116,9 @@ def on_files(files: Files, config, **kwargs) -> Files:
 
     readme = ROOT / "notebooks" / "README.md"
     files.append(File.generated(config, "notebooks/index.md", abs_src_path=str(readme)))
-    for nb in notebooks():
-        files.append(File.generated(config, f"notebooks/{nb.name}", abs_src_path=str(nb)))
+    for nb in notebooks():  # a real source file under the repository root (mkdocs-jupyter reads it by path)
+        files.append(File(f"notebooks/{nb.name}", src_dir=str(ROOT), dest_dir=config["site_dir"],
+                          use_directory_urls=config["use_directory_urls"]))
 
     for result in benchmark_results():  # the reports the benchmark scripts write, with their figures
         files.append(File.generated(config, f"benchmarks/{result.name}", abs_src_path=str(result)))
