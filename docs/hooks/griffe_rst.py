@@ -88,7 +88,8 @@ def _role(m: re.Match[str]) -> str:
 
 def rst_to_markdown(text: str) -> str:
     """The docstring ``text`` with the rst constructs above rewritten as Markdown."""
-    text = _doctests(_math_blocks(text))
+    end = "\n" if text.endswith("\n") else ""
+    text = _doctests(_math_blocks(text)).rstrip("\n") + end
     text = _MATH.sub(lambda m: f"${m.group(1).strip()}$", text)
     text = _ROLE.sub(_role, text)
     return re.sub(r"(\S)::[ \t]*$", r"\1:", text, flags=re.MULTILINE)

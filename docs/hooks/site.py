@@ -45,10 +45,8 @@ MATHJAX_PARTS = ("tex-mml-chtml.js", "input/tex/extensions", "output/chtml/fonts
 
 
 def _exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(f"flowlm.{name}") is not None
-    except ImportError:
-        return False
+    """A package or module of this checkout (read from the files: nothing is imported)."""
+    return (ROOT / "flowlm" / name / "__init__.py").is_file() or (ROOT / "flowlm" / f"{name}.py").is_file()
 
 
 def api_packages() -> list[tuple[str, str]]:
@@ -67,11 +65,10 @@ def _submodules(name: str) -> list[str]:
     """Public submodules of package ``flowlm.<name>`` (none for a plain module)."""
     import pkgutil
 
-    spec = importlib.util.find_spec(f"flowlm.{name}")
-    if spec is None or not spec.submodule_search_locations:
+    folder = ROOT / "flowlm" / name
+    if not (folder / "__init__.py").is_file():
         return []
-    return [m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)
-            if not m.name.startswith("_") and m.name != "__main__"]
+    return [m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_") and m.name != "__main__"]
 
 
 def _api_page(name: str, summary: str) -> str:
