@@ -5,17 +5,17 @@ in an allocation deep inside the first forward pass. The estimate of one optimiz
 
 .. math::
     M = \underbrace{20P}_{\text{weights, grads, AdamW, EMA (fp32)}}
-      + k_{\text{obj}}\,b\,D\,\big[\,L\,(a_w d + a_r r d)\;+\;a_s H L^2\,\big]
+      + k_{\text{obj}}\,b\,D\,\big[\,e\,L\,(a_w d + a_r r d)\;+\;4\,a_s H L^2\,\big]
 
 with :math:`P` parameters, micro-batch :math:`b` = ``batch_size / (grad_accum · world_size)``,
-:math:`D` blocks of width :math:`d`, MLP ratio :math:`r`, :math:`H` heads and sequence length
-:math:`L`; :math:`b` bytes per activation element (4 in fp32, 2 under bf16 autocast, the
+:math:`D` blocks of width :math:`d`, MLP ratio :math:`r`, :math:`H` heads, sequence length
+:math:`L`, and :math:`e` bytes per activation element (4 in fp32, 2 under bf16 autocast; the
 attention scores stay fp32 for the softmax). The :math:`L^2` term is the ``[B, H, L, L]`` score
 tensors the exact soft-capped attention keeps for the backward pass; ``attention="flex"`` under
 ``torch.compile`` (CUDA) does not keep them. :math:`k_{\text{obj}}` is 1 for FLM training, about 2
 for semigroup distillation (two student forwards) and 3 for the JVP-based distillers. The
-per-element constants :math:`a_w, a_r, a_s` were fitted to the peak RSS of CPU steps (within
-±40% for attention- and width-bound shapes); ``tests/test_training.py`` checks that the estimate
+per-element constants :math:`a_w, a_r, a_s` were fitted to the peak RSS of CPU steps (the estimate
+was 1.0–1.2× the measured peak for attention- and width-bound shapes, up to 2× for wide, short ones); ``tests/test_training.py`` checks that the estimate
 covers the activations autograd keeps for the backward pass and stays within 2.5× of them.
 
 :func:`check_training_memory` compares ``M`` with the memory available (``MemAvailable`` on
