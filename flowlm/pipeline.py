@@ -14,7 +14,8 @@ A run directory holds::
     tokenizer.json           the tokenizer spec (flowlm.data.tokenizers.tokenizer_from_spec)
     run.json                 what was trained: kind (flm | fmlm), data fingerprint, teacher, method
     checkpoint.safetensors   model + EMA + optimizer + RNG (flowlm.training), written atomically
-    metrics.jsonl            one JSON record per log step, plus a final validation record
+    metrics.jsonl            one JSON record per log step, a validation record every eval_every
+                             steps (current weights) and a final one (EMA weights)
     samples.txt              samples drawn from the EMA weights at the end of the run
 
 The checkpoint itself also stores the DiT config, the tokenizer spec and the run kind, so a
@@ -41,6 +42,7 @@ from flowlm.data.dataset import shard_datasets
 from flowlm.data.shards import is_shard_folder
 from flowlm.data.packing import encode_documents
 from flowlm.data.tokenizers import Tokenizer, spec_digest
+from flowlm.memory import check_training_memory
 from flowlm.presets import DISTILL_METHODS, MODEL_FIELDS, RunConfig
 
 __all__ = [
@@ -186,13 +188,13 @@ def _train_config(cfg: RunConfig, out: Path, *, distill: bool):
             warmup_steps=cfg.distill_warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None,
             ema_decay=cfg.distill_ema_decay, grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed,
             device=str(_device(cfg)), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-            out_dir=str(out),
+            eval_every=cfg.eval_every, out_dir=str(out),
         )
     return TrainConfig(
         steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None, ema_decay=cfg.ema_decay,
         grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed, device=str(_device(cfg)),
-        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, out_dir=str(out),
+        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every, out_dir=str(out),
     )
 
 
@@ -216,6 +218,13 @@ def _validation_loss(model: nn.Module, objective: Any, val, seed: int, max_batch
         return sum(losses) / len(losses) if losses else None
     finally:
         model.train(was)
+
+
+def _periodic_validation(objective: Any, val, seed: int):
+    """``evaluate(model)`` for the training loop's ``eval_every`` (None without a validation split)."""
+    if val is None:
+        return None
+    return lambda model: _validation_loss(model, objective, val, seed)
 
 
 def _finish(model: nn.Module, result: Any, objective: Any, splits: Any, tok: Tokenizer, cfg: RunConfig,
@@ -259,6 +268,7 @@ def train_flm(
     out = Path(out_dir).expanduser()
     run = _existing_run(out, "flm", cfg, resume)
     tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
+    check_training_memory(cfg, tok.vocab_size if tok else None, device=_device(cfg))  # before reading the data
     tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.batch_size)
     if run and run.get("data_fingerprint") != fingerprint:
         raise RunError(f"cannot resume {out}: it was trained on other data ({run.get('data')}); "
@@ -275,7 +285,8 @@ def train_flm(
         })
     objective = FLMObjective()
     result = train(model, objective, splits.train, tc, resume=resume,
-                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok.spec()), "projected": cfg.projected})
+                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok.spec()), "projected": cfg.projected},
+                   evaluate=_periodic_validation(objective, splits.val, cfg.seed))
     if main:
         _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
     return out / CHECKPOINT_NAME
@@ -331,6 +342,7 @@ def distill_fmlm(
     if run and run.get("teacher") != str(find_checkpoint(teacher_ckpt).resolve()):
         raise RunError(f"cannot resume {out}: it was distilled from another teacher ({run.get('teacher')}); "
                        "use a new --out-dir")
+    check_training_memory(cfg, tok.vocab_size, method=method, device=_device(cfg))
     tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill_batch_size)
     student = FMLM.from_teacher(teacher)
     objective = DistillationObjective(_distiller(method, student, teacher))
@@ -344,7 +356,8 @@ def distill_fmlm(
         })
     result = train(student, objective, splits.train, tc, resume=resume,
                    checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok.spec()),
-                                      "projected": cfg.projected})
+                                      "projected": cfg.projected},
+                   evaluate=_periodic_validation(objective, splits.val, cfg.seed))
     if main:
         _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
     return out / CHECKPOINT_NAME

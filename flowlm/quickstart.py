@@ -427,9 +427,8 @@ def run_quickstart(
     plan: QuickstartPlan, *, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> list[EvalRecord]:
     """Run (or resume) the whole quickstart; returns the records (data row first) after writing the report."""
-    from tqdm.auto import tqdm
-
     from flowlm.pipeline import distill_fmlm, load_model, train_flm
+    from flowlm.training.progress import progress_bar
 
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -438,7 +437,7 @@ def run_quickstart(
     stages_path = out / "stages.json"
     stages = json.loads(stages_path.read_text()) if stages_path.is_file() else {}
     jobs = [("FMLM", s) for s in plan.fmlm_steps] + [("FLM", s) for s in plan.flm_steps]
-    bar = tqdm(total=3 + len(jobs) + 1, desc="quickstart", unit="stage", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=3 + len(jobs) + 1, desc="quickstart", unit="stage", disable=not progress, file=sys.stderr)
     say = log or (lambda msg: bar.write(msg, file=sys.stderr))
     records: list[EvalRecord] = []
     try:

@@ -93,7 +93,9 @@ def test_train_resume_distill_sample(corpus, tmp_path, capsys):
     assert train_steps == [5, 10, 15]
     assert json.loads((flm / "config.json").read_text())["steps"] == 15
     val = [r for r in _metrics(flm) if r.get("split") == "val"]
-    assert len(val) == 2 and all(r["val_loss"] > 0 for r in val)
+    assert all(r["val_loss"] > 0 for r in val)
+    assert [r["step"] for r in val if r["ema"]] == [10, 15]  # the end of each run, EMA weights
+    assert [r["step"] for r in val if not r["ema"]] == [10]  # tiny: eval_every = 10, current weights
 
     for method in ("semigroup", "lagrangian", "eulerian"):
         student = tmp_path / method
@@ -334,3 +336,73 @@ def test_overrides_parse_with_the_field_type():
     for bad, needle in ((["steps=1.5"], "integer"), (["compile=maybe"], "boolean"), (["steps"], "field=value")):
         with pytest.raises(ConfigError, match=needle):
             apply_overrides(cfg, bad)
+
+
+# ----------------------------------------------------------------------------- rough edges of issue 15
+@pytest.mark.parametrize("argv", [
+    ["sample", "--steps", "0"], ["sample", "--steps", "-3"], ["sample", "--n", "0"], ["sample", "--length", "0"],
+    ["train", "--steps", "0"], ["distill", "--steps", "0"], ["eval", "--steps", "0"], ["eval", "--steps", "2,-1"],
+    ["eval", "--n-samples", "0"], ["bench", "--repeats", "0"], ["quickstart", "--fmlm-steps", "0"],
+])
+def test_non_positive_counts_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:  # argparse's usage error: nothing runs, nothing is read
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[1]}" in err and ">= 1" in err and "Traceback" not in err
+
+
+def test_sample_steps_zero_does_not_fall_back_to_the_default(run_dir):
+    """The old bug: ``--steps 0`` was falsy and silently became the run's 64 steps (subprocess: exit code)."""
+    exe = Path(sys.executable).with_name("flowlm")
+    done = subprocess.run([exe, "sample", "--checkpoint", run_dir, "--steps", "0"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "argument --steps: must be an integer >= 1, got 0" in done.stderr
+
+
+def test_a_run_too_large_for_memory_is_refused_up_front(corpus, tmp_path, capsys):
+    code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", tmp_path / "r", "--set", "seq_len=100000")
+    assert code == 2
+    line = _error_line(err, "this run needs about", "attention scores", "TiB", "--set seq_len=", "or less")
+    assert not (tmp_path / "r").exists()  # refused before anything was written or read
+    # the suggested length fits, and is the largest that does (the estimate's own arithmetic)
+    from flowlm.memory import available_memory, estimate_training_memory
+    from flowlm.presets import apply_overrides, preset
+
+    fits = int(line.split("--set seq_len=")[1].split()[0])
+    cfg = apply_overrides(preset("tiny"), ["n_samples=1", "sample_steps=2"])
+    budget = 0.8 * available_memory("cpu")[0]
+    assert estimate_training_memory(cfg.replace(seq_len=fits)).total_bytes <= budget * 1.01
+    assert estimate_training_memory(cfg.replace(seq_len=int(fits * 1.05) + 1)).total_bytes > budget * 0.99
+
+
+def test_memory_check_names_what_to_change(tmp_path):
+    from flowlm.memory import check_training_memory, estimate_training_memory
+    from flowlm.presets import ConfigError, preset
+
+    cfg = preset("shakespeare-char", batch_size=64, distill_batch_size=64)
+    est = estimate_training_memory(cfg, 65)
+    assert check_training_memory(cfg, 65, available=2 * est.total_bytes) == est  # fits: no error
+    with pytest.raises(ConfigError) as e:
+        check_training_memory(cfg, 65, available=est.total_bytes)  # 100% > the 80% margin
+    msg = str(e.value)
+    assert "seq_len=" in msg and "grad_accum=2" in msg and "batch_size=" in msg and "FLOWLM_SKIP_MEMORY_CHECK" in msg
+    # the L² term: doubling L quadruples the attention part and doubles the rest of the activations
+    long = estimate_training_memory(cfg.replace(seq_len=2 * cfg.seq_len), 65)
+    assert long.attention_bytes == 4 * est.attention_bytes and long.activation_bytes == 2 * est.activation_bytes
+    # distillation keeps a frozen teacher and runs the student more than once per step
+    sg = estimate_training_memory(cfg, 65, method="semigroup")
+    assert sg.total_bytes > est.total_bytes and sg.parameters > est.parameters
+
+
+def test_train_logs_validation_every_eval_every_steps(corpus, tmp_path, capsys):
+    out = tmp_path / "r"
+    code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", out, "--steps", 6, "--set", "eval_every=2")
+    assert code == 0
+    val = [r for r in _metrics(out) if r.get("split") == "val"]
+    assert [(r["step"], r["ema"]) for r in val] == [(2, False), (4, False), (6, False), (6, True)]
+    assert all(0 < r["val_loss"] < 10 for r in val)
+    for step in (2, 4, 6):
+        assert f"step {step}: validation loss" in err
+    assert "\r" not in err  # not a terminal: plain progress lines

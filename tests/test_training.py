@@ -248,3 +248,94 @@ def test_tiny_dit_reaches_the_oracle_cross_entropy():
     print(f"model CE {model_ce:.4f}  oracle CE {oracle_ce:.4f}  uniform {uniform_ce:.4f}  train loss {sum(res.losses[-20:]) / 20:.4f}")
     assert gap > -0.02  # the oracle is optimal (up to Monte-Carlo noise)
     assert gap < 0.05 * (uniform_ce - oracle_ce), (model_ce, oracle_ce, uniform_ce)
+
+
+# --------------------------------------------------------------------------- periodic validation, progress, memory
+def test_eval_every_logs_validation_at_its_steps_without_changing_training(tmp_path):
+    held_out = _data(16, seed=9)
+    seen = []
+
+    def evaluate(model):
+        seen.append(model.training)
+        with torch.no_grad():
+            return float(FixedTimeCE()(model, held_out)[0])
+
+    cfg = TrainConfig(steps=7, batch_size=8, warmup_steps=0, log_every=1, eval_every=3, out_dir=str(tmp_path),
+                      progress=False)
+    res = train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), cfg, resume=False, evaluate=evaluate)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    val = [r for r in records if r.get("split") == "val"]
+    assert [r["step"] for r in val] == [3, 6] and sorted(res.val_losses) == [3, 6] and len(seen) == 2
+    assert [r["val_loss"] for r in val] == pytest.approx([res.val_losses[3], res.val_losses[6]])
+    assert all(r["ema"] is False for r in val)
+    assert [r["step"] for r in records if "split" not in r] == list(range(1, 8))  # training records unchanged
+    # the same run without evaluation has the same losses (evaluation does not move the RNG of training)
+    plain = train(_model(), FixedTimeCE(), TensorBatchSource(_data(), 8), cfg.replace(out_dir=None), resume=False)
+    assert plain.losses == res.losses
+    # the validation loss after 6 steps is the held-out loss of the weights after 6 steps
+    six = _model()
+    train(six, FixedTimeCE(), TensorBatchSource(_data(), 8), cfg.replace(steps=6, out_dir=None), resume=False)
+    with torch.no_grad():
+        assert res.val_losses[6] == pytest.approx(float(FixedTimeCE()(six, held_out)[0]), rel=1e-6)
+    with pytest.raises(ValueError, match="eval_every must be >= 0"):
+        TrainConfig(steps=1, batch_size=8, eval_every=-1)
+
+
+def test_progress_off_a_terminal_prints_plain_periodic_lines():
+    import io
+
+    from flowlm.training.progress import PlainProgress, Progress, progress_bar
+
+    buf = io.StringIO()  # not a terminal
+    p = Progress(40, enabled=True, interactive=None, file=buf)
+    for k in range(40):
+        p.step(100)
+        if (k + 1) % 10 == 0:
+            p.log({"step": k + 1, "loss": 2.5, "tokens_per_s": 1000.0})
+    p.log_eval({"step": 40, "split": "val", "val_loss": 2.25})
+    p.close()
+    out = buf.getvalue()
+    assert "\r" not in out and "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[-2].startswith("train: 40/40 steps (100%)") and "loss=2.5000" in lines[-2]
+    assert lines[-1] == "step 40: validation loss 2.2500"
+    assert 20 <= len(lines) <= 22  # one line per 5% (2 steps) and the validation line: not one per step
+    # a slow run prints on time too: every 30 s even between the 5% marks
+    now = [0.0]
+    q = PlainProgress(total=1000, desc="x", unit="step", file=(b := io.StringIO()), clock=lambda: now[0])
+    for _ in range(3):
+        now[0] += 31.0
+        q.update(1)
+    assert b.getvalue().count("\n") == 3 and "ETA" in b.getvalue()
+    assert isinstance(progress_bar(total=3, file=io.StringIO()), PlainProgress)  # detection
+    assert not isinstance(progress_bar(total=3, file=io.StringIO(), interactive=True), PlainProgress)
+
+
+@pytest.mark.parametrize("shape", ["512 64 2 4 4", "128 256 2 4 8", "64 128 4 4 16"])
+def test_memory_estimate_covers_what_a_training_step_keeps_for_backward(shape):
+    """The activations autograd saves during the forward pass (counted by a saved-tensor hook, each
+    storage once) are the floor of a step's activation memory; the estimate covers them without
+    overshooting far (the rest of the margin is the backward pass's transient tensors). Covers an
+    attention-bound (L = 512) and a width-bound shape."""
+    from flowlm.memory import estimate_training_memory
+    from flowlm.presets import preset
+
+    L, d, D, H, B = map(int, shape.split())
+    cfg = preset("tiny", seq_len=L, width=d, depth=D, heads=H, batch_size=B, mlp_ratio=4, time_dim=32,
+                 attention="math", dropout=0.1)
+    torch.manual_seed(0)
+    model = FLM(cfg.dit_config(256))
+    storages: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}  # counted in the state, not here
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.loss(torch.randint(0, 256, (B, L)))
+    saved = sum(storages.values())
+    est = estimate_training_memory(cfg, 256)
+    assert est.parameters == sum(p.numel() for p in model.parameters())  # the meta-device count is exact
+    assert saved <= est.activation_bytes + est.attention_bytes <= 2.5 * saved, (saved, est)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowlm.cli.common import add_data_arg, step_counts, user_errors
+from flowlm.cli.common import add_data_arg, positive_int, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="FMLM step sweep (default: 1,2,4,8)")
     p.add_argument("--flm-steps", type=step_counts, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
                    help="FLM step sweep (default: 1,2,4,...,128; fine at the low end, so the Gen PPL match is tight)")
-    p.add_argument("--batch", type=int, default=32, help="batch size for throughput and Gen PPL (default: 32)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per setting, best reported, median stored (default: 5)")
+    p.add_argument("--batch", type=positive_int, default=32, help="batch size for throughput and Gen PPL (default: 32)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per setting, best reported, median stored (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--evaluator", default="smollm2-135m", help="Gen PPL evaluator (default: smollm2-135m, offline)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -90,12 +90,12 @@ def run_bench(
 ) -> dict[str, Any]:
     """Measure every setting (see the module docstring) and return the results as a JSON-ready dict."""
     import torch
-    from tqdm.auto import tqdm
 
     from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
     from flowlm.pipeline import RunError, find_checkpoint, generate, load_model
     from flowlm._io import device_name, resolve_device
     from flowlm.quickstart import matching_flm_steps
+    from flowlm.training.progress import progress_bar
 
     if batch < 2 or repeats < 1:
         raise RunError(f"need --batch >= 2 and --repeats >= 1, got batch={batch}, repeats={repeats}")
@@ -115,7 +115,7 @@ def run_bench(
         net, tok, _ = models[method]
         generate(net, tok, batch, 2, seed + 1)
         generate(net, tok, 1, 2, seed + 1)
-    for method, steps in tqdm(jobs, desc="bench", disable=not progress, file=sys.stderr):
+    for method, steps in progress_bar(jobs, desc="bench", unit="setting", disable=not progress, file=sys.stderr):
         net, tok, cfg = models[method]
 
         def one(n: int):

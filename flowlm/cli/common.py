@@ -10,7 +10,8 @@ from typing import Any
 
 DEFAULT_PRESET = "shakespeare-char"
 
-__all__ = ["add_data_arg", "add_run_args", "config_from_args", "user_errors", "HelpFormatter"]
+__all__ = ["add_data_arg", "add_run_args", "config_from_args", "user_errors", "HelpFormatter", "step_counts",
+           "positive_int"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -98,6 +99,21 @@ def user_errors(command: str) -> Callable[[Callable[[argparse.Namespace], int]],
         return run
 
     return wrap
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (an argparse ``type`` for step counts, sample counts, lengths and batch sizes).
+
+    ``--steps 0`` or ``--steps -3`` is refused by argparse (exit code 2, the option named) instead of
+    silently falling back to a default.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
 
 
 def step_counts(text: str) -> tuple[int, ...]:

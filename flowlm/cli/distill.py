@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, user_errors
+from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, positive_int, user_errors
 from flowlm.presets import DISTILL_METHODS
 
 EXAMPLES = """\
@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=DISTILL_METHODS, default=None,
                    help="flow-map characterization to distill with (default: the run config's, semigroup)")
     add_run_args(p, preset=False)
-    p.add_argument("--steps", type=int, default=None, help="distillation steps (default: the config's distill_steps)")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch size (default: distill_batch_size)")
+    p.add_argument("--steps", type=positive_int, default=None, help="distillation steps (default: the config's distill_steps)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (default: distill_batch_size)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: distill_lr)")
     p.set_defaults(func=run)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import add_data_arg, step_counts, user_errors
+from flowlm.cli.common import add_data_arg, positive_int, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -34,12 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate the samples in this text file instead of sampling a checkpoint")
     p.add_argument("--steps", type=step_counts, default=None, metavar="1,2,4",
                    help="sampler steps (default: the run's sample_steps / distill_sample_steps)")
-    p.add_argument("--n-samples", type=int, default=32, help="samples per evaluation (default: 32)")
+    p.add_argument("--n-samples", type=positive_int, default=32, help="samples per evaluation (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising in [0, 1] (default: the run's)")
     p.add_argument("--evaluator", default="smollm2-135m",
                    help="smollm2-135m (offline; the default), a Hugging Face causal-LM name, or a local model folder")
-    p.add_argument("--batch-size", type=int, default=8, help="evaluator batch size (default: 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="evaluator batch size (default: 8)")
     p.add_argument("--reference", action="store_true",
                    help="also score held-out blocks of the training corpus (or --data) as the reference row")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from flowlm.cli.common import add_data_arg, step_counts, user_errors
+from flowlm.cli.common import add_data_arg, positive_int, step_counts, user_errors
 
 EXAMPLES = """\
 examples:
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override a RunConfig field of the preset, e.g. --set steps=4000 (repeatable)")
     p.add_argument("--fmlm-steps", type=step_counts, default=None, metavar="1,2,4,8", help="FMLM step sweep (default: 1,2,4,8)")
     p.add_argument("--flm-steps", type=step_counts, default=None, metavar="8,16,...", help="FLM step sweep (default: 8,16,32,64,128)")
-    p.add_argument("--n-samples", type=int, default=None, help="samples per evaluation (default: 32; tiny: 4)")
+    p.add_argument("--n-samples", type=positive_int, default=None, help="samples per evaluation (default: 32; tiny: 4)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--evaluator", default=None,
                    help="Gen PPL evaluator: smollm2-135m (offline; the default), a HF causal-LM name, or a model folder")

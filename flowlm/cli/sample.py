@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import HelpFormatter, user_errors
+from flowlm.cli.common import HelpFormatter, positive_int, user_errors
 
 EXAMPLES = """\
 examples:
@@ -28,10 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", metavar="CKPT", default=None,
                    help="run directory or checkpoint file (default: the most recent run under ./runs)")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="sampler steps = NFE (default: the run's sample_steps for an FLM, distill_sample_steps for an FMLM)")
-    p.add_argument("--n", type=int, default=None, help="number of samples (default: the run's n_samples)")
-    p.add_argument("--length", type=int, default=None, help="tokens per sample (default and maximum: the run's seq_len)")
+    p.add_argument("--n", type=positive_int, default=None, help="number of samples (default: the run's n_samples)")
+    p.add_argument("--length", type=positive_int, default=None, help="tokens per sample (default and maximum: the run's seq_len)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1] (default: the run's gamma)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_model(ckpt, device=resolve_device(args.device))
     flow_map = type(model).__name__ == "FMLM"
-    steps = args.steps or (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
+    steps = args.steps if args.steps is not None else (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
     length = args.length or cfg.seq_len
     if length > cfg.seq_len:
         raise RunError(f"--length {length} exceeds the model's sequence length {cfg.seq_len}")

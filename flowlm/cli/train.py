@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, user_errors
+from flowlm.cli.common import HelpFormatter, add_run_args, config_from_args, positive_int, user_errors
 
 EXAMPLES = """\
 examples:
@@ -29,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     add_run_args(p)
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch size (default: the preset's)")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (default: the preset's)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     p.set_defaults(func=run)
 

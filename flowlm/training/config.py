@@ -17,7 +17,9 @@ class TrainConfig:
     and ``grad_accum`` micro-batches). The learning rate rises linearly from 0 to ``lr`` over
     ``warmup_steps`` and then stays constant. ``bf16="auto"`` turns bf16 autocast on for CUDA
     only (never on CPU); ``device="auto"`` picks ``cuda:LOCAL_RANK`` when available, else CPU.
-    ``out_dir=None`` trains without checkpoints or metric files.
+    ``out_dir=None`` trains without checkpoints or metric files. Every ``eval_every`` steps
+    (0 = never) the loop calls the ``evaluate`` function given to :func:`~flowlm.training.train`
+    (if any) and logs its validation loss.
     """
 
     steps: int
@@ -35,6 +37,7 @@ class TrainConfig:
     bf16: str | bool = "auto"
     log_every: int = 50
     ckpt_every: int = 1000
+    eval_every: int = 1000
     out_dir: str | None = None
     progress: bool = True
 
@@ -57,6 +60,8 @@ class TrainConfig:
             problems.append(f"bf16 must be 'auto', True or False (got {self.bf16!r})")
         if self.log_every < 1 or self.ckpt_every < 1:
             problems.append("log_every and ckpt_every must be >= 1")
+        if self.eval_every < 0:
+            problems.append(f"eval_every must be >= 0 (0 = no periodic validation; got {self.eval_every})")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 

@@ -11,8 +11,10 @@ One optimizer step ``k`` (0-based) does:
 3. gradients averaged over processes; stop with :class:`NonFiniteLossError` if the loss or the
    gradient norm is NaN/inf (no update is applied and the last checkpoint stays untouched);
 4. clip the global gradient norm to ``grad_clip``, AdamW step, EMA update;
-5. log every ``log_every`` steps (tqdm + ``out_dir/metrics.jsonl``), checkpoint every
-   ``ckpt_every`` steps and at the end (``out_dir/checkpoint.safetensors``, atomic).
+5. log every ``log_every`` steps (progress display + ``out_dir/metrics.jsonl``); every
+   ``eval_every`` steps call ``evaluate(model)`` (main process, current weights) and log
+   ``{"step", "split": "val", "val_loss", "ema": false}`` (a printed line + ``metrics.jsonl``);
+   checkpoint every ``ckpt_every`` steps and at the end (``out_dir/checkpoint.safetensors``, atomic).
 
 The checkpoint stores the batch source's stream position (``position(step)``; restored with
 ``seek``), so a resumed run reads the data from where it stopped.
@@ -52,11 +54,13 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class TrainResult:
-    """``losses[i]`` is the (process-averaged) loss of step ``start_step + i``."""
+    """``losses[i]`` is the (process-averaged) loss of step ``start_step + i``; ``val_losses`` maps a
+    step to the validation loss measured after it (every ``eval_every`` steps, main process)."""
 
     step: int
     start_step: int
     losses: list[float] = field(default_factory=list)
+    val_losses: dict[int, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     ema: EMA | None = None
@@ -90,8 +94,13 @@ def train(
     resume: bool = True,
     *,
     checkpoint_config: dict[str, Any] | None = None,
+    evaluate: Callable[[nn.Module], float | None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``config.steps`` optimizer steps of ``objective`` on ``batches``.
+
+    ``evaluate(model) -> float | None`` (e.g. the objective on held-out batches, in eval mode; it
+    must restore train mode) runs every ``config.eval_every`` steps on the main process.
+    Training re-seeds its RNG at every step, so evaluating does not change the training losses.
 
     ``checkpoint_config`` adds entries (e.g. ``{"tokenizer": spec}``) to the configuration stored
     in checkpoints; a resumed run must match it and the model's ``config`` exactly
@@ -198,6 +207,11 @@ def train(
                           "elapsed_s": time.perf_counter() - t_start}
                 result.metrics = record
                 progress.log(record)
+            if evaluate is not None and config.eval_every and (step + 1) % config.eval_every == 0 and ctx.is_main:
+                val = evaluate(model)
+                if val is not None:
+                    result.val_losses[step + 1] = float(val)
+                    progress.log_eval({"step": step + 1, "split": "val", "val_loss": float(val), "ema": False})
             if (step + 1) % config.ckpt_every == 0 or step + 1 == config.steps:
                 save(step + 1)
                 result.checkpoint = ckpt_path
