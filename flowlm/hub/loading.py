@@ -138,7 +138,7 @@ def load_any(
 
 def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, source: str, weights: str) -> Path:
     """Write ``model`` as a normal flowlm run directory (``config.json``, ``tokenizer.json``,
-    ``run.json``, ``checkpoint.safetensors`` with the weights as both model and EMA), which
+    ``run.json``, ``checkpoint.safetensors`` holding the imported weights as the model weights), which
     ``flowlm sample | eval | bench --checkpoint`` and :func:`flowlm.pipeline.load_model` read.
     Refuses an existing non-empty ``out_dir`` and a tokenizer that flowlm cannot rebuild."""
     from flowlm.pipeline import CHECKPOINT_NAME, RunError, _tokenizer_entry, _write_json
@@ -161,7 +161,7 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
         raise RunError("internal: the run config does not reproduce the model's DiT config")
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-    save_checkpoint(out / CHECKPOINT_NAME, state, step=0, ema=state, rng=False,
+    save_checkpoint(out / CHECKPOINT_NAME, state, step=0, rng=False,
                     config={"model": model.config.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind,
                             "projected": cfg.projected})
     _write_json(out / "config.json", cfg.to_dict())
