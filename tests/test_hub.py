@@ -421,3 +421,19 @@ def test_gpt2_with_pad_is_the_owt_vocabulary_and_exports_to_a_hub_tokenizer_json
     assert hf.encode(text).ids == tok.encode(text) and hf.token_to_id("[PAD]") == 50257
     with pytest.raises(ReferenceCheckpointError, match="unknown"):
         reference_tokenizer(1234)
+
+
+@pytest.mark.slow
+def test_eval_reads_an_authors_checkpoint_directly(tmp_path, capsys):
+    """`flowlm eval --checkpoint X.ckpt` samples it and scores the texts with the offline evaluator."""
+    ckpt = write_ckpt(tmp_path / "fmlm.ckpt", authors_state_dict(two_time=True, seed=15),
+                      authors_state_dict(two_time=True, seed=15))
+    code = _cli("eval", "--checkpoint", ckpt, "--steps", "1", "--n-samples", 2, "--device", "cpu",
+                "--out", tmp_path / "eval")
+    err = capsys.readouterr().err
+    if code == 2 and "evaluator" in err.lower():
+        pytest.skip(f"the offline evaluator is not available: {err.strip()[:200]}")
+    assert code == 0, err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "eval").glob("*fmlm-001.json")]
+    assert len(records) == 1 and math.isfinite(records[0]["metrics"]["gen_ppl"])
+    assert records[0]["checkpoint"] == str(ckpt)

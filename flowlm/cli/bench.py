@@ -94,7 +94,8 @@ def run_bench(
     from tqdm.auto import tqdm
 
     from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
-    from flowlm.pipeline import RunError, find_checkpoint, generate, load_model
+    from flowlm.hub.loading import checkpoint_file as find_checkpoint, load_any as load_model  # any checkpoint kind
+    from flowlm.pipeline import RunError, generate
     from flowlm.presets import resolve_device
     from flowlm.quickstart import matching_flm_steps
 

@@ -23,7 +23,7 @@ import torch
 
 from flowlm.data.tokenizers import Tokenizer
 
-__all__ = ["load_any", "run_config_for", "resolve_tokenizer", "TokenIds", "checkpoint_kind", "write_run"]
+__all__ = ["load_any", "run_config_for", "resolve_tokenizer", "TokenIds", "checkpoint_kind", "checkpoint_file", "write_run"]
 
 
 class TokenIds(Tokenizer):
@@ -45,10 +45,17 @@ class TokenIds(Tokenizer):
         return {"kind": "ids", "vocab_size": self.vocab_size}
 
 
+def _folder_of_weights(p: Path) -> Path:
+    """``DIR`` for ``DIR/model.safetensors`` of a pretrained / Hugging Face folder, else ``p``."""
+    if p.is_file() and p.name == "model.safetensors" and (p.parent / "config.json").is_file():
+        return p.parent
+    return p
+
+
 def checkpoint_kind(path: str | os.PathLike) -> str:
     """``"run"`` (flowlm run / checkpoint.safetensors), ``"pretrained"`` (save_pretrained folder),
     ``"reference"`` (the authors' .ckpt or Hugging Face folder)."""
-    p = Path(path).expanduser()
+    p = _folder_of_weights(Path(path).expanduser())
     if p.is_dir():
         if (p / "checkpoint.safetensors").is_file() or (p / "run.json").is_file():
             return "run"
@@ -62,6 +69,22 @@ def checkpoint_kind(path: str | os.PathLike) -> str:
     if p.suffix == ".safetensors":
         return "run"
     return "reference"
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file holding the weights of any checkpoint :func:`load_any` reads (to hash or name it):
+    a run's ``checkpoint.safetensors``, a folder's ``model.safetensors``, or the ``.ckpt`` itself."""
+    from flowlm.pipeline import find_checkpoint
+
+    p = _folder_of_weights(Path(path).expanduser())
+    kind = checkpoint_kind(p)
+    if kind == "run":
+        return find_checkpoint(p)
+    if p.is_dir():
+        return p / "model.safetensors"
+    if not p.is_file():
+        raise FileNotFoundError(f"no checkpoint at {p}")
+    return p
 
 
 def resolve_tokenizer(spec: str | None, vocab_size: int) -> Tokenizer:
@@ -119,6 +142,7 @@ def load_any(
     from flowlm.hub.reference import load_reference
     from flowlm.pipeline import load_model
 
+    path = _folder_of_weights(Path(path).expanduser())
     kind = checkpoint_kind(path)
     if kind == "run":
         if tokenizer is not None:
