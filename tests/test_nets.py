@@ -56,7 +56,12 @@ def test_default_config_is_the_paper_dit():
 
 
 def test_parameter_names_shapes_and_order_are_the_authors():
-    """REFERENCE §1: the authors' state-dict keys, in their registration order (their EMA list is positional)."""
+    """REFERENCE §1: the authors' state-dict keys, in their registration order (their EMA list is positional).
+
+    Disagreement with REFERENCE §1 (December 2026): its table lists the output layer as norm_final,
+    adaLN_modulation, linear, but the authors' code registers norm_final, linear, adaLN_modulation
+    (their DDiTFinalLayer), which is the order of their EMA list; this test and the parity tests in
+    tests/test_hub.py follow the code."""
     V, D, C, depth = 11, 32, 16, 2
     for two_time in (False, True):
         net = DiT(DiTConfig(vocab_size=V, two_time=two_time, **{**SMALL, "cond": C, "depth": depth}))
