@@ -437,3 +437,20 @@ def test_eval_reads_an_authors_checkpoint_directly(tmp_path, capsys):
     records = [json.loads(p.read_text()) for p in (tmp_path / "eval").glob("*fmlm-001.json")]
     assert len(records) == 1 and math.isfinite(records[0]["metrics"]["gen_ppl"])
     assert records[0]["checkpoint"] == str(ckpt)
+
+
+def test_cli_reads_a_save_pretrained_folder(tmp_path, capsys):
+    from flowlm.data import build_tokenizer
+    from flowlm.nets import DiTConfig
+
+    tok = build_tokenizer("char", "to be or not to be, that is the question")
+    model = FLM(DiTConfig(vocab_size=tok.vocab_size, max_length=L, width=D, depth=1, heads=H, cond=C, dropout=0.0))
+    folder = model.save_pretrained(tmp_path / "hub", tokenizer=tok)
+    assert not (folder / "tokenizer.json").exists()  # a char tokenizer has no Hugging Face form; config.json keeps it
+    assert _cli("sample", "--checkpoint", folder, "--steps", 2, "--n", 2, "--device", "cpu") == 0
+    out = capsys.readouterr()
+    assert out.out.count("----------") == 1 and set(out.out) - set("to be or not to be, that is the question-\n") == set()
+    assert _cli("import", folder / "model.safetensors", "--out", tmp_path / "run") == 0
+    capsys.readouterr()
+    assert _cli("sample", "--checkpoint", tmp_path / "run", "--steps", 2, "--n", 2, "--device", "cpu") == 0
+    assert capsys.readouterr().out.count("----------") == 1

@@ -40,18 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @user_errors("import")
 def run(args: argparse.Namespace) -> int:
     from flowlm.hub import from_pretrained, load_reference, write_run
-    from flowlm.hub.loading import checkpoint_kind, resolve_tokenizer
+    from flowlm.hub.loading import checkpoint_kind, resolve_checkpoint_path, resolve_tokenizer
     from flowlm.pipeline import RunError
 
-    kind = checkpoint_kind(args.path)
+    path = resolve_checkpoint_path(args.path)  # DIR/model.safetensors -> DIR
+    kind = checkpoint_kind(path)
     if kind == "run":
         raise RunError(f"{args.path} is already a flowlm run; sample it with `flowlm sample --checkpoint {args.path}`")
     if kind == "pretrained":
-        model, weights = from_pretrained(args.path), "pretrained"
+        model, weights = from_pretrained(path), "pretrained"
         tok = model.tokenizer if args.tokenizer is None and model.tokenizer is not None \
             else resolve_tokenizer(args.tokenizer, model.vocab_size)
     else:
-        model = load_reference(args.path, trust_pickle=args.trust_pickle, weights=args.weights)
+        model = load_reference(path, trust_pickle=args.trust_pickle, weights=args.weights)
         weights = model.source[1]
         tok = resolve_tokenizer(args.tokenizer, model.vocab_size)
     out = write_run(model, tok, args.out, source=str(args.path), weights=weights)

@@ -45,8 +45,9 @@ class TokenIds(Tokenizer):
         return {"kind": "ids", "vocab_size": self.vocab_size}
 
 
-def _folder_of_weights(p: Path) -> Path:
+def resolve_checkpoint_path(p: str | os.PathLike) -> Path:
     """``DIR`` for ``DIR/model.safetensors`` of a pretrained / Hugging Face folder, else ``p``."""
+    p = Path(p).expanduser()
     if p.is_file() and p.name == "model.safetensors" and (p.parent / "config.json").is_file():
         return p.parent
     return p
@@ -55,7 +56,7 @@ def _folder_of_weights(p: Path) -> Path:
 def checkpoint_kind(path: str | os.PathLike) -> str:
     """``"run"`` (flowlm run / checkpoint.safetensors), ``"pretrained"`` (save_pretrained folder),
     ``"reference"`` (the authors' .ckpt or Hugging Face folder)."""
-    p = _folder_of_weights(Path(path).expanduser())
+    p = resolve_checkpoint_path(Path(path).expanduser())
     if p.is_dir():
         if (p / "checkpoint.safetensors").is_file() or (p / "run.json").is_file():
             return "run"
@@ -76,7 +77,7 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     a run's ``checkpoint.safetensors``, a folder's ``model.safetensors``, or the ``.ckpt`` itself."""
     from flowlm.pipeline import find_checkpoint
 
-    p = _folder_of_weights(Path(path).expanduser())
+    p = resolve_checkpoint_path(Path(path).expanduser())
     kind = checkpoint_kind(p)
     if kind == "run":
         return find_checkpoint(p)
@@ -142,7 +143,7 @@ def load_any(
     from flowlm.hub.reference import load_reference
     from flowlm.pipeline import load_model
 
-    path = _folder_of_weights(Path(path).expanduser())
+    path = resolve_checkpoint_path(Path(path).expanduser())
     kind = checkpoint_kind(path)
     if kind == "run":
         if tokenizer is not None:
