@@ -23,7 +23,8 @@ import torch
 
 from flowlm.data.tokenizers import Tokenizer
 
-__all__ = ["load_any", "run_config_for", "resolve_tokenizer", "TokenIds", "checkpoint_kind", "checkpoint_file", "write_run"]
+__all__ = ["load_any", "run_config_for", "resolve_tokenizer", "TokenIds", "checkpoint_kind", "checkpoint_file",
+           "resolve_checkpoint_path", "write_run"]
 
 
 class TokenIds(Tokenizer):
