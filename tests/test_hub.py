@@ -276,6 +276,16 @@ def test_restricted_unpickler_never_runs_code_from_the_file(tmp_path):
     assert tok[0].args == (f"touch {markers[0]}",)  # recorded, not run
     x, tau, _ = _inputs(8)
     torch.testing.assert_close(_flowlm_logits(model, x, tau), authors_forward(sd, x, tau), rtol=1e-5, atol=1e-5)
+    # the legacy (pre-zip) torch.save format goes through the same restricted unpickler
+    from flowlm.hub.safe_pickle import Inert
+
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": {"backbone." + k: v for k, v in sd.items()}, "hyper_parameters": [Payload(markers[0])]},
+               legacy, _use_new_zipfile_serialization=False)
+    assert isinstance(read_checkpoint(legacy)["hyper_parameters"][0], Inert)
+    torch.testing.assert_close(_flowlm_logits(load_reference(legacy), x, tau), authors_forward(sd, x, tau),
+                               rtol=1e-5, atol=1e-5)
+    assert not any(os.path.exists(m) for m in markers)
     # the payload is real: full unpickling (the explicit, dangerous opt-in) does run it
     read_checkpoint(path, trust_pickle=True)
     assert all(os.path.exists(m) for m in markers)

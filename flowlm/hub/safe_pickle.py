@@ -139,7 +139,16 @@ def read_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, map_
         raise FileNotFoundError(f"no checkpoint file at {path!r}")
     if trust_pickle:
         return torch.load(path, map_location=map_location, weights_only=False)
+    def restricted(**kwargs: Any) -> Any:
+        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_restricted_pickle,
+                          **kwargs)
+
     try:
-        return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_restricted_pickle)
+        try:  # memory-mapped: a multi-GB .ckpt (optimizer state included) is not read into memory at once
+            return restricted(mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            return restricted()  # the legacy (non-zip) format cannot be memory-mapped
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         raise ValueError(f"{path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
