@@ -50,7 +50,7 @@ def worker(variant: str, task: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = DiTConfig(vocab_size=args.vocab, max_length=args.length, width=args.width, depth=args.depth,
-                    heads=args.heads, time_dim=64, dropout=0.0)
+                    heads=args.heads, cond=64, dropout=0.0)
     model = FLM(cfg, projected=(variant == "projected"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tokens = torch.randint(0, args.vocab, (args.batch, args.length))

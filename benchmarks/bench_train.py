@@ -93,7 +93,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = DiTConfig(vocab_size=args.vocab, max_length=args.length, width=args.width, depth=args.depth,
-                    heads=args.heads, time_dim=128, dropout=0.1)
+                    heads=args.heads, cond=128, dropout=0.1)
 
     flops = step_flops(cfg, args.batch, args.length)
     eager = make_step(cfg, args.batch, args.length, compile=False)

@@ -52,7 +52,7 @@ class RunConfig:
     width: int = 192
     heads: int = 4
     mlp_ratio: int = 4
-    time_dim: int = 64
+    cond: int = 128  # conditioning width (time embedding → adaLN), separate from width
     dropout: float = 0.1
     attn_softcap: float = 50.0  # 0 = off
     out_softcap: float = 30.0  # 0 = off
@@ -100,7 +100,7 @@ class RunConfig:
             p.append(f"distill_method must be one of {', '.join(DISTILL_METHODS)} (got {self.distill_method!r})")
         for name in ("seq_len", "depth", "width", "heads", "steps", "batch_size", "distill_steps",
                      "distill_batch_size", "sample_steps", "distill_sample_steps", "n_samples",
-                     "grad_accum", "log_every", "ckpt_every", "mlp_ratio", "time_dim"):
+                     "grad_accum", "log_every", "ckpt_every", "mlp_ratio", "cond"):
             if getattr(self, name) < 1:
                 p.append(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.eval_every < 0:
@@ -117,8 +117,6 @@ class RunConfig:
             p.append(f"width {self.width} must be divisible by heads {self.heads}")
         elif (self.width // self.heads) % 2:
             p.append(f"head width {self.width // self.heads} (width / heads) must be even for RoPE")
-        if self.time_dim % 2:
-            p.append(f"time_dim must be even (got {self.time_dim})")
         for name in ("batch_size", "distill_batch_size"):
             if getattr(self, name) % self.grad_accum:
                 p.append(f"{name} {getattr(self, name)} must be divisible by grad_accum {self.grad_accum}")
@@ -138,7 +136,7 @@ class RunConfig:
     def _dit_config(self, DiTConfig: Any, vocab_size: int, two_time: bool) -> Any:
         return DiTConfig(
             vocab_size=vocab_size, max_length=self.seq_len, width=self.width, depth=self.depth,
-            heads=self.heads, mlp_ratio=self.mlp_ratio, time_dim=self.time_dim, two_time=two_time,
+            heads=self.heads, mlp_ratio=self.mlp_ratio, cond=self.cond, two_time=two_time,
             dropout=self.dropout, attn_softcap=self.attn_softcap or None,
             out_softcap=self.out_softcap or None, attention=self.attention,
         )
@@ -151,6 +149,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        if "time_dim" in d:  # written before the DiT became the authors' network
+            from flowlm.nets.dit import OLD_FORMAT_MESSAGE
+
+            raise ConfigError(OLD_FORMAT_MESSAGE)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -168,38 +170,38 @@ DISTILL_METHODS = ("semigroup", "lagrangian", "eulerian")  # = flowlm.flowmaps.D
 TOKENIZER_KINDS = ("char", "bpe", "gpt2", "bert")  # = flowlm.data.tokenizers.TOKENIZER_KINDS (a test checks)
 
 # model-shape fields: a checkpoint is only loadable into the same values
-MODEL_FIELDS = ("tokenizer", "vocab_size", "seq_len", "depth", "width", "heads", "mlp_ratio", "time_dim",
+MODEL_FIELDS = ("tokenizer", "vocab_size", "seq_len", "depth", "width", "heads", "mlp_ratio", "cond",
                 "attn_softcap", "out_softcap", "projected")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
-        tokenizer="char", seq_len=32, depth=1, width=32, heads=2, mlp_ratio=2, time_dim=16, dropout=0.0,
+        tokenizer="char", seq_len=32, depth=1, width=32, heads=2, mlp_ratio=2, cond=16, dropout=0.0,
         steps=20, batch_size=8, lr=2e-3, warmup_steps=5, ema_decay=0.9, log_every=5, ckpt_every=10, eval_every=10,
         distill_steps=10, distill_batch_size=8, distill_lr=1e-3, distill_warmup_steps=2, distill_ema_decay=0.9,
         sample_steps=8, n_samples=2, val_fraction=0.1, attention="math",
     ),
     # ~10 GFLOP per step (0.8M non-embedding parameters × 2048 tokens): ~0.1-0.2 s on a laptop CPU
     "shakespeare-char": dict(
-        tokenizer="char", seq_len=128, depth=4, width=128, heads=4, time_dim=64, dropout=0.1,
+        tokenizer="char", seq_len=128, depth=4, width=128, heads=4, cond=64, dropout=0.1,
         steps=3000, batch_size=16, lr=1e-3, warmup_steps=100, ema_decay=0.999, log_every=50, ckpt_every=250, eval_every=250,
         distill_steps=800, distill_batch_size=16, distill_lr=3e-4, sample_steps=64, n_samples=4,
     ),
     # measured on a 2-core CPU: 0.30 s per FLM step, ~0.5 s per distillation step (~10 + 5 min)
     "shakespeare-bpe": dict(
-        tokenizer="bpe", vocab_size=2048, seq_len=64, depth=4, width=128, heads=4, time_dim=64, dropout=0.1,
+        tokenizer="bpe", vocab_size=2048, seq_len=64, depth=4, width=128, heads=4, cond=64, dropout=0.1,
         steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, ema_decay=0.999, log_every=50, ckpt_every=250, eval_every=250,
         distill_steps=600, distill_batch_size=32, distill_lr=3e-4, sample_steps=64, n_samples=4,
     ),
     "lm1b": dict(
-        tokenizer="bert", seq_len=128, depth=12, width=768, heads=12, time_dim=128, dropout=0.1,
+        tokenizer="bert", seq_len=128, depth=12, width=768, heads=12, cond=128, dropout=0.1,
         steps=1_000_000, batch_size=512, lr=3e-4, warmup_steps=2500, ema_decay=0.9999, log_every=100,
         ckpt_every=5000, eval_every=5000, distill_steps=100_000, distill_batch_size=512, distill_lr=3e-4, distill_warmup_steps=2500,
         distill_ema_decay=0.9999, sample_steps=1024, n_samples=16, val_fraction=0.01, device="cuda", compile=True,
         require_shards=True,
     ),
     "owt": dict(
-        tokenizer="gpt2", seq_len=1024, depth=12, width=768, heads=12, time_dim=128, dropout=0.1,
+        tokenizer="gpt2", seq_len=1024, depth=12, width=768, heads=12, cond=128, dropout=0.1,
         steps=1_000_000, batch_size=512, lr=3e-4, warmup_steps=2500, ema_decay=0.9999, log_every=100,
         ckpt_every=5000, eval_every=5000, distill_steps=100_000, distill_batch_size=512, distill_lr=3e-4, distill_warmup_steps=2500,
         distill_ema_decay=0.9999, sample_steps=1024, n_samples=16, val_fraction=0.01, device="cuda", compile=True,

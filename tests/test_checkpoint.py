@@ -22,7 +22,7 @@ from flowlm.training import (
     train,
 )
 
-CFG = DiTConfig(vocab_size=12, max_length=8, width=32, depth=1, heads=4, time_dim=16, dropout=0.0)
+CFG = DiTConfig(vocab_size=12, max_length=8, width=32, depth=1, heads=4, cond=16, dropout=0.0)
 TOKENIZER = {"kind": "char", "vocab": "abcdefghijkl"}
 
 

@@ -128,7 +128,7 @@ def test_entry_point_subprocess(run_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     helped = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert helped.returncode == 0
-    for cmd in ("train", "distill", "sample", "eval", "bench", "quickstart"):
+    for cmd in ("train", "distill", "sample", "eval", "bench", "import", "quickstart"):
         assert cmd in helped.stdout
     done = subprocess.run([exe, "sample", "--checkpoint", run_dir, "--n", "2", "--steps", "2"],
                           capture_output=True, text=True, env=env, timeout=300)

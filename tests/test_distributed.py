@@ -32,7 +32,7 @@ WORKER = textwrap.dedent(
     torch.set_num_threads(1)
     ctx = init_distributed()
     torch.manual_seed(1000 + ctx.rank)  # different local inits: rank 0's weights must be broadcast
-    model = FLM(DiTConfig(vocab_size=10, max_length=8, width=32, depth=2, heads=4, time_dim=16, dropout=0.0))
+    model = FLM(DiTConfig(vocab_size=10, max_length=8, width=32, depth=2, heads=4, cond=16, dropout=0.0))
     data = torch.randint(0, 10, (64, 8), generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2, warmup_steps=0, grad_clip=0.5, progress=False)
     res = train(model, FixedTimeCE(), TensorBatchSource(data, 8, seed=5), cfg)
@@ -71,7 +71,7 @@ def test_two_processes_match_one_process_on_the_combined_batch(tmp_path):
     from flowlm.nets import DiTConfig
 
     torch.manual_seed(1000)  # rank 0's initialization (broadcast to rank 1), as in the worker
-    init = FLM(DiTConfig(vocab_size=10, max_length=8, width=32, depth=2, heads=4, time_dim=16, dropout=0.0)).state_dict()
+    init = FLM(DiTConfig(vocab_size=10, max_length=8, width=32, depth=2, heads=4, cond=16, dropout=0.0)).state_dict()
     # compare the updates θ_final − θ_init: float32 summation order differs between one and two
     # processes, and Adam amplifies rounding in near-zero gradients to ~1e-6 absolute, far below the update size
     d1 = torch.cat([(one[k] - init[k]).flatten() for k in sorted(one)])

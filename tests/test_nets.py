@@ -22,7 +22,7 @@ from flowlm.nets import (
 )
 from flowlm.states import OneHotSpace
 
-SMALL = dict(max_length=12, width=32, depth=2, heads=4, time_dim=16, dropout=0.0)
+SMALL = dict(max_length=12, width=32, depth=2, heads=4, cond=16, dropout=0.0)
 
 
 def _randomize(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> None:
@@ -47,12 +47,55 @@ def test_config_round_trip_and_validation():
 
 def test_default_config_is_the_paper_dit():
     cfg = DiTConfig(vocab_size=30522, max_length=128)
-    assert (cfg.depth, cfg.width, cfg.heads, cfg.mlp_ratio, cfg.time_dim) == (12, 768, 12, 4, 128)
+    assert (cfg.depth, cfg.width, cfg.heads, cfg.mlp_ratio, cfg.cond, cfg.time_features) == (12, 768, 12, 4, 128, 256)
     assert (cfg.dropout, cfg.attn_softcap, cfg.out_softcap) == (0.1, 50.0, 30.0)
     net = DiT(cfg.replace(depth=1))  # one block is enough to check the block layout
     assert net.E.shape == (30522, 768)
     block = net.blocks[0]
     assert block.mlp[0].out_features == 4 * 768 and block.mlp[1].approximate == "tanh"
+
+
+def test_parameter_names_shapes_and_order_are_the_authors():
+    """REFERENCE §1: the authors' state-dict keys, in their registration order (their EMA list is positional).
+
+    Disagreement with REFERENCE §1 (December 2026): its table lists the output layer as norm_final,
+    adaLN_modulation, linear, but the authors' code registers norm_final, linear, adaLN_modulation
+    (their DDiTFinalLayer), which is the order of their EMA list; this test and the parity tests in
+    tests/test_hub.py follow the code."""
+    V, D, C, depth = 11, 32, 16, 2
+    for two_time in (False, True):
+        net = DiT(DiTConfig(vocab_size=V, two_time=two_time, **{**SMALL, "cond": C, "depth": depth}))
+        want = [("vocab_embed.embedding", (V, D)),
+                ("sigma_map.mlp.0.weight", (C, 256)), ("sigma_map.mlp.0.bias", (C,)),
+                ("sigma_map.mlp.2.weight", (C, C)), ("sigma_map.mlp.2.bias", (C,))]
+        if two_time:
+            want += [(k.replace("sigma_map", "sigma_map_prime"), s) for k, s in want[1:5]]
+        for i in range(depth):
+            b = f"blocks.{i}."
+            want += [(b + "norm1.weight", (D,)), (b + "attn_qkv.weight", (3 * D, D)), (b + "attn_out.weight", (D, D)),
+                     (b + "norm2.weight", (D,)), (b + "mlp.0.weight", (4 * D, D)), (b + "mlp.0.bias", (4 * D,)),
+                     (b + "mlp.2.weight", (D, 4 * D)), (b + "mlp.2.bias", (D,)),
+                     (b + "adaLN_modulation.weight", (6 * D, C)), (b + "adaLN_modulation.bias", (6 * D,))]
+        want += [("output_layer.norm_final.weight", (D,)), ("output_layer.linear.weight", (V, D)),
+                 ("output_layer.linear.bias", (V,)), ("output_layer.adaLN_modulation.weight", (2 * D, C)),
+                 ("output_layer.adaLN_modulation.bias", (2 * D,))]
+        got = [(k, tuple(p.shape)) for k, p in net.named_parameters()]
+        assert got == want
+        assert list(net.state_dict()) == [k for k, _ in want]  # no buffers are saved (RoPE tables are rebuilt)
+        assert len(want) == 1 + 4 * (1 + two_time) + 10 * depth + 5  # 130 / 134 for 12 blocks
+
+
+def test_old_flowlm_configs_are_refused_with_what_changed():
+    old = {**DiTConfig(vocab_size=11, **SMALL).to_dict(), "time_dim": 16}
+    del old["cond"], old["time_features"]
+    with pytest.raises(ValueError, match="older flowlm.*time_dim.*cond"):
+        DiTConfig.from_dict(old)
+    from flowlm.presets import ConfigError, RunConfig, preset
+
+    run = preset("tiny").to_dict()
+    run["time_dim"] = run.pop("cond")
+    with pytest.raises(ConfigError, match="older flowlm.*LayerNorms without weights"):
+        RunConfig.from_dict(run)
 
 
 def test_zero_initialized_head_gives_uniform_denoiser_and_log_v_loss():
@@ -100,12 +143,32 @@ def test_output_logits_are_soft_capped():
 
 
 # --------------------------------------------------------------------------- time conditioning
-def test_sinusoidal_embedding_uses_tau_unscaled():
-    tau = torch.tensor([0.0, 0.25, 1.0])
-    emb = sinusoidal_embedding(tau, 8, max_freq=1000.0)
-    freqs = torch.tensor([1.0, 10.0, 100.0, 1000.0])  # geometric from 1 to 1000 (4 frequencies)
-    want = torch.cat((torch.cos(tau[:, None] * freqs), torch.sin(tau[:, None] * freqs)), dim=-1)
-    torch.testing.assert_close(emb, want, rtol=0, atol=5e-4)  # float32 angles up to 1000 rad
+def test_sinusoidal_embedding_is_the_authors():
+    """256 features, cos half first, ω_i = 1e4^(-i/128), τ unscaled (REFERENCE §1), written element by element."""
+    tau = torch.tensor([0.0, 0.25, 1.0, 0.7], dtype=torch.float64)
+    emb = sinusoidal_embedding(tau, 256)
+    assert emb.shape == (4, 256)
+    for b in range(4):
+        for i in (0, 1, 64, 127):
+            w = math.exp(-math.log(10_000.0) * i / 128)
+            assert float(emb[b, i]) == pytest.approx(math.cos(float(tau[b]) * w), abs=1e-14)
+            assert float(emb[b, 128 + i]) == pytest.approx(math.sin(float(tau[b]) * w), abs=1e-14)
+    # per-token times [B, L] give per-token features
+    tt = torch.rand(2, 3, dtype=torch.float64)
+    torch.testing.assert_close(sinusoidal_embedding(tt, 256)[1, 2], sinusoidal_embedding(tt[1, 2:3], 256)[0])
+
+
+def test_per_token_times_equal_per_sequence_times_when_constant():
+    torch.manual_seed(16)
+    net = DiT(DiTConfig(vocab_size=9, two_time=True, **SMALL)).double()
+    _randomize(net)
+    h = torch.randn(2, 12, 32, dtype=torch.float64)
+    s, t = torch.tensor([0.2, 0.7], dtype=torch.float64), torch.tensor([0.5, 0.9], dtype=torch.float64)
+    want = net(h, s, t)
+    torch.testing.assert_close(net(h, s[:, None].expand(2, 12), t[:, None].expand(2, 12)), want)
+    s_tok = s[:, None].repeat(1, 12)
+    s_tok[0, 3] = 1.0  # one token at another time changes the output
+    assert (net(h, s_tok, t[:, None].expand(2, 12)) - want).abs().max() > 1e-6
 
 
 def test_single_and_two_time_argument_checks():
@@ -157,7 +220,8 @@ def _reference_attention(x, attn: SelfAttention, rope_base: float = 10_000.0):
     B, L, W = x.shape
     H = attn.heads
     Dh = W // H
-    qkv = x @ attn.qkv.weight.T.double() + attn.qkv.bias.double()
+    assert attn.qkv.bias is None and attn.proj.bias is None  # the authors' projections have no bias
+    qkv = x @ attn.qkv.weight.T.double()
     q, k, v = qkv.split(W, dim=-1)
     half = Dh // 2
     omega = rope_base ** (-torch.arange(half, dtype=torch.float64) * 2 / Dh)
@@ -175,7 +239,7 @@ def _reference_attention(x, attn: SelfAttention, rope_base: float = 10_000.0):
         if attn.cap:
             s = attn.cap * torch.tanh(s / attn.cap)
         out[..., sl] = torch.einsum("blm,bmd->bld", s.softmax(-1), vh)
-    return out @ attn.proj.weight.T.double() + attn.proj.bias.double()
+    return out @ attn.proj.weight.T.double()
 
 
 @pytest.mark.parametrize("cap", [None, 5.0])
@@ -280,7 +344,7 @@ def test_projected_space_one_hot_and_embed_are_products_with_E():
 def test_projected_noise_has_the_law_of_x0_E(V, d):
     """Moments: mean 0, covariance EᵀE (Cholesky path for V > d, direct z @ E for V <= d)."""
     torch.manual_seed(10)
-    net = DiT(DiTConfig(vocab_size=V, max_length=4, width=d, depth=1, heads=2, time_dim=8, dropout=0.0)).double()
+    net = DiT(DiTConfig(vocab_size=V, max_length=4, width=d, depth=1, heads=2, cond=8, dropout=0.0)).double()
     with torch.no_grad():
         net.E.copy_(torch.randn(V, d, dtype=torch.float64) * torch.linspace(0.2, 2.0, d, dtype=torch.float64))
     space = ProjectedSpace(net)
@@ -300,7 +364,7 @@ def test_projected_noise_has_the_law_of_x0_E(V, d):
 def test_projected_noise_gradient_is_unbiased():
     """E_z[∂/∂E f(noise)] = ∂/∂E E[f(x0 E)] for f(h) = Σ_j c_j h_j²: the analytic value is 2·E·diag(c)."""
     torch.manual_seed(11)
-    net = DiT(DiTConfig(vocab_size=40, max_length=4, width=8, depth=1, heads=2, time_dim=8, dropout=0.0)).double()
+    net = DiT(DiTConfig(vocab_size=40, max_length=4, width=8, depth=1, heads=2, cond=8, dropout=0.0)).double()
     space = ProjectedSpace(net)
     c = torch.linspace(0.5, 2.0, 8, dtype=torch.float64)
     g = torch.Generator().manual_seed(1)

@@ -405,7 +405,7 @@ def test_training_resume_on_shards_is_exact(tmp_path):
 
     def model(seed=0):
         torch.manual_seed(seed)
-        return FLM(DiTConfig(vocab_size=V, max_length=8, width=32, depth=2, heads=4, time_dim=16, dropout=0.1))
+        return FLM(DiTConfig(vocab_size=V, max_length=8, width=32, depth=2, heads=4, cond=16, dropout=0.1))
 
     cfg = dict(batch_size=8, warmup_steps=2, ema_decay=0.9, progress=False, ckpt_every=100)
     full_src, half_src, resumed_src = source(), source(), source()

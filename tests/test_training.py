@@ -26,7 +26,7 @@ from flowlm.training import (
     train,
 )
 
-TINY = dict(max_length=8, width=32, depth=2, heads=4, time_dim=16)
+TINY = dict(max_length=8, width=32, depth=2, heads=4, cond=16)
 
 
 def _model(seed: int = 0, vocab: int = 8, dropout: float = 0.0) -> FLM:
@@ -228,7 +228,7 @@ def test_tiny_dit_reaches_the_oracle_cross_entropy():
     law = FactorizedCategorical(p.expand(L, V).clone(), Linear())  # the same law at every position
     data = law.sample(4096, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = FLM(DiTConfig(vocab_size=V, max_length=L, width=48, depth=2, heads=4, time_dim=32, dropout=0.0))
+    model = FLM(DiTConfig(vocab_size=V, max_length=L, width=48, depth=2, heads=4, cond=32, dropout=0.0))
     cfg = TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup_steps=20, ema_decay=0.99, progress=False)
     res = train(model, FLMObjective(), TensorBatchSource(data, 64), cfg)
 
@@ -321,7 +321,7 @@ def test_memory_estimate_covers_what_a_training_step_keeps_for_backward(shape):
     from flowlm.presets import preset
 
     L, d, D, H, B = map(int, shape.split())
-    cfg = preset("tiny", seq_len=L, width=d, depth=D, heads=H, batch_size=B, mlp_ratio=4, time_dim=32,
+    cfg = preset("tiny", seq_len=L, width=d, depth=D, heads=H, batch_size=B, mlp_ratio=4, cond=32,
                  attention="math", dropout=0.1)
     torch.manual_seed(0)
     model = FLM(cfg.dit_config(256))

@@ -92,8 +92,9 @@ def run_bench(
     import torch
 
     from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
-    from flowlm.pipeline import RunError, find_checkpoint, generate, load_model
     from flowlm._io import device_name, resolve_device
+    from flowlm.hub.loading import checkpoint_file as find_checkpoint, load_any as load_model  # any checkpoint kind
+    from flowlm.pipeline import RunError, generate
     from flowlm.quickstart import matching_flm_steps
     from flowlm.training.progress import progress_bar
 

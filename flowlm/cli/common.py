@@ -69,6 +69,9 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from flowlm.training import CheckpointMismatchError, NonFiniteLossError
 
     types += [CheckpointMismatchError, NonFiniteLossError]  # the latter: e.g. a learning rate set too high
+    from flowlm.hub import ReferenceCheckpointError
+
+    types.append(ReferenceCheckpointError)  # not an authors' checkpoint, or an incomplete one
     return tuple(types)
 
 

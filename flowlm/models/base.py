@@ -57,3 +57,10 @@ class FlowModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"interpolant={self.interpolant!r}, schedule={self.schedule!r}, projected={self.projected}"
+
+    def save_pretrained(self, directory: Any, tokenizer: Any = None) -> Any:
+        """Write this model in the Hugging Face Hub layout (``config.json`` + ``model.safetensors`` +
+        ``tokenizer.json``); :func:`flowlm.hub.from_pretrained` reads it back. See :mod:`flowlm.hub.pretrained`."""
+        from flowlm.hub.pretrained import save_pretrained
+
+        return save_pretrained(self, directory, tokenizer)

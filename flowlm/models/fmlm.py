@@ -46,12 +46,12 @@ class FMLM(FlowModel):
         student = cls(flm.config.replace(two_time=True), flm.interpolant, flm.schedule, projected=flm.projected)
         teacher_state = copy.deepcopy(flm.net.state_dict())
         missing, unexpected = student.net.load_state_dict(teacher_state, strict=False)
-        if unexpected or any(not k.startswith("time_embed_t.") for k in missing):
+        if unexpected or any(not k.startswith("sigma_map_prime.") for k in missing):
             raise RuntimeError(f"teacher/student mismatch: missing {missing}, unexpected {unexpected}")
         # the second embedder starts as a copy of the first (a sensible feature map) with a zero output layer
-        student.net.time_embed_t.load_state_dict(copy.deepcopy(flm.net.time_embed.state_dict()))
-        nn.init.zeros_(student.net.time_embed_t.last.weight)
-        nn.init.zeros_(student.net.time_embed_t.last.bias)
+        student.net.sigma_map_prime.load_state_dict(copy.deepcopy(flm.net.sigma_map.state_dict()))
+        nn.init.zeros_(student.net.sigma_map_prime.last.weight)
+        nn.init.zeros_(student.net.sigma_map_prime.last.bias)
         return student.to(flm.net.E.device)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

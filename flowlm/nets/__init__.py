@@ -6,7 +6,7 @@
 """
 
 from flowlm.nets.attention import SelfAttention, attention
-from flowlm.nets.dit import DiT, DiTBlock, DiTConfig
+from flowlm.nets.dit import DiT, DiTBlock, DiTConfig, LayerNorm
 from flowlm.nets.fused_ce import linear_softcap_cross_entropy
 from flowlm.nets.projection import ProjectedSpace
 from flowlm.nets.rope import RotaryEmbedding, apply_rotary
@@ -17,6 +17,7 @@ __all__ = [
     "DiT",
     "DiTBlock",
     "DiTConfig",
+    "LayerNorm",
     "SelfAttention",
     "attention",
     "RotaryEmbedding",

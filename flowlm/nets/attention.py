@@ -31,15 +31,21 @@ The three paths agree to float tolerance wherever they are defined (``tests/test
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowlm.denoisers import softcap as _checked_softcap
 from flowlm.nets.rope import apply_rotary
 
-__all__ = ["SelfAttention", "attention", "ATTENTION_KINDS"]
+# the one soft-cap c·tanh(z/c) of flowlm.denoisers, without the runtime type-check wrapper that the
+# test suite's import hook adds (it cannot be traced by torch.compile / flex_attention)
+softcap = inspect.unwrap(_checked_softcap)
+
+__all__ = ["SelfAttention", "attention", "multihead_self_attention", "ATTENTION_KINDS"]
 
 ATTENTION_KINDS = ("auto", "sdpa", "math", "flex")
 
@@ -54,9 +60,7 @@ def _forward_ad_active(x: Tensor) -> bool:
 @typing.no_type_check
 def _math_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tensor:
     scale = q.shape[-1] ** -0.5
-    s = torch.matmul(q, k.transpose(-2, -1)) * scale  # [B, H, L, L]
-    if cap:
-        s = cap * torch.tanh(s / cap)
+    s = softcap(torch.matmul(q, k.transpose(-2, -1)) * scale, cap)  # [B, H, L, L]
     p = torch.softmax(s.to(torch.promote_types(s.dtype, torch.float32)), dim=-1).to(v.dtype)  # fp32+ softmax
     return torch.matmul(p, v)  # [B, H, L, Dh]
 
@@ -67,7 +71,7 @@ def _flex_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tenso
 
     if cap:
         def score_mod(score, b, h, q_idx, kv_idx):  # noqa: ARG001 - flex signature
-            return cap * torch.tanh(score / cap)
+            return softcap(score, cap)
     else:
         score_mod = None
     return flex_attention(q, k, v, score_mod=score_mod)
@@ -92,8 +96,23 @@ def attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, kind: str = "a
     raise ValueError(f"unknown attention kind {kind!r}; choose one of {ATTENTION_KINDS}")
 
 
+@typing.no_type_check  # runs inside torch.compile
+def multihead_self_attention(
+    x: Tensor, qkv: nn.Linear, out: nn.Linear, heads: int, cos: Tensor, sin: Tensor,
+    cap: float | None, kind: str = "auto",
+) -> Tensor:
+    """``out(attn(rope(q), rope(k), v))`` for ``x: [B, L, W]``; ``qkv(x)`` is split as ``(three, heads, d_h)``
+    along the last axis (the authors' ``b s (three h d)`` layout), RoPE rotates q and k only."""
+    B, L, W = x.shape
+    q, k, v = qkv(x).view(B, L, 3, heads, W // heads).permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
+    q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    o = attention(q, k, v, cap, kind)  # [B, H, L, Dh]
+    return out(o.transpose(1, 2).reshape(B, L, W))  # [B, L, W]
+
+
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention: qkv projection, RoPE, soft-capped attention, output projection."""
+    """Bidirectional multi-head self-attention: bias-free qkv projection, RoPE, soft-capped attention,
+    bias-free output projection (the DiT block holds the same two matrices as ``attn_qkv``/``attn_out``)."""
 
     def __init__(self, width: int, heads: int, cap: float | None = 50.0, kind: str = "auto") -> None:
         super().__init__()
@@ -107,14 +126,9 @@ class SelfAttention(nn.Module):
                 "use attention='math' or 'flex', or set attn_softcap=None"
             )
         self.heads, self.cap, self.kind = heads, cap, kind
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.proj = nn.Linear(width, width, bias=False)
 
     @typing.no_type_check
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        B, L, W = x.shape
-        qkv = self.qkv(x).view(B, L, 3, self.heads, W // self.heads)  # [B, L, 3, H, Dh]
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        o = attention(q, k, v, self.cap, self.kind)  # [B, H, L, Dh]
-        return self.proj(o.transpose(1, 2).reshape(B, L, W))  # [B, L, W]
+        return multihead_self_attention(x, self.qkv, self.proj, self.heads, cos, sin, self.cap, self.kind)
