@@ -129,6 +129,16 @@ def _tokenizer_entry(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- building
+def _check_shards_required(cfg: RunConfig, data: str | os.PathLike | None) -> None:
+    """A preset that trains on prepared token shards (``require_shards``) refuses any other corpus."""
+    if cfg.require_shards and not is_shard_folder(data):
+        raise RunError(
+            f"the {cfg.preset} preset trains on prepared token shards, and {data or 'the default corpus'} is not a "
+            f"shard folder; prepare one with `flowlm data prepare --data PATH_OR_GLOB --tokenizer {cfg.tokenizer} "
+            f"--out data/{cfg.preset}` and pass --data data/{cfg.preset} (or --set require_shards=false)"
+        )
+
+
 def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokenizer | None, batch_size: int):
     if is_shard_folder(data):  # prepared token shards: streamed from disk, bounded memory
         tok, splits, fingerprint = shard_datasets(data, cfg.seq_len, batch_size, seed=cfg.seed,
@@ -137,12 +147,7 @@ def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokeniz
             raise RunError(f"the shards in {data} were tokenized with another {tok.kind} tokenizer than the run's; "
                            "pass the run's own --data or use a new --out-dir")
         return tok, splits, fingerprint
-    if cfg.require_shards:
-        raise RunError(
-            f"the {cfg.preset} preset trains on prepared token shards, and {data or 'the default corpus'} is not a "
-            f"shard folder; prepare one with `flowlm data prepare --data PATH_OR_GLOB --tokenizer {cfg.tokenizer} "
-            f"--out data/{cfg.preset}` and pass --data data/{cfg.preset} (or --set require_shards=false)"
-        )
+    _check_shards_required(cfg, data)
     docs = load_documents(data)
     if tokenizer is None:
         tokenizer = build_tokenizer(cfg.tokenizer, "\n\n".join(docs) if cfg.tokenizer in ("char", "bpe") else None,
@@ -268,6 +273,7 @@ def train_flm(
     out = Path(out_dir).expanduser()
     run = _existing_run(out, "flm", cfg, resume)
     tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
+    _check_shards_required(cfg, data)
     check_training_memory(cfg, tok.vocab_size if tok else None, device=_device(cfg))  # before reading the data
     tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.batch_size)
     if run and run.get("data_fingerprint") != fingerprint:

@@ -167,7 +167,7 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
     ``run.json``, ``checkpoint.safetensors`` holding the imported weights as the model weights), which
     ``flowlm sample | eval | bench --checkpoint`` and :func:`flowlm.pipeline.load_model` read.
     Refuses an existing non-empty ``out_dir`` and a tokenizer that flowlm cannot rebuild."""
-    from flowlm.pipeline import CHECKPOINT_NAME, RunError, _tokenizer_entry, _write_json
+    from flowlm.pipeline import CHECKPOINT_NAME, RunError, _tokenizer_entry, _write_run_files
     from flowlm.presets import TOKENIZER_KINDS
     from flowlm.training import save_checkpoint
 
@@ -190,7 +190,5 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
     save_checkpoint(out / CHECKPOINT_NAME, state, step=0, rng=False,
                     config={"model": model.config.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind,
                             "projected": cfg.projected})
-    _write_json(out / "config.json", cfg.to_dict())
-    _write_json(out / "tokenizer.json", spec)
-    _write_json(out / "run.json", {"kind": kind, "imported_from": source, "weights": weights})
+    _write_run_files(out, cfg, tokenizer, {"kind": kind, "imported_from": source, "weights": weights})
     return out
