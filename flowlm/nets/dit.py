@@ -52,6 +52,7 @@ class DiTConfig:
     attn_softcap: float | None = 50.0
     out_softcap: float | None = 30.0
     attention: str = "auto"
+    causal: bool = False  # causal attention (the AR baseline); FLM/MDLM are bidirectional
 
     def __post_init__(self) -> None:
         problems = []
@@ -101,7 +102,7 @@ class DiTBlock(nn.Module):
         super().__init__()
         w = config.width
         self.norm1 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
-        self.attn = SelfAttention(w, config.heads, config.attn_softcap, config.attention)
+        self.attn = SelfAttention(w, config.heads, config.attn_softcap, config.attention, causal=config.causal)
         self.norm2 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(
             nn.Linear(w, config.mlp_ratio * w), nn.GELU(approximate="tanh"), nn.Linear(config.mlp_ratio * w, w)
