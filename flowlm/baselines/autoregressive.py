@@ -16,7 +16,7 @@ each draw from :func:`~flowlm.baselines.categorical.warp_logits` (temperature, t
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,8 @@ def ar_loss(
     """
     if logits.shape[:2] != tokens.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and tokens {tuple(tokens.shape)} disagree on [B, L]")
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten(), reduction="none")  # [B*L]
+    z = logits.flatten(0, 1)
+    nll = F.cross_entropy(z.to(torch.promote_types(z.dtype, torch.float32)), tokens.flatten(), reduction="none")  # [B*L]
     if mask is None:
         return nll.mean()
     m = mask.flatten().to(nll.dtype)

@@ -30,7 +30,7 @@ time input, so its output is reused while nothing changed: such a step costs no 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -151,13 +151,15 @@ def mdlm_sample(
     probs, nfe, changed = None, 0, True
     for i in range(steps):
         t, s = times[i], times[i + 1]
+        masked = xt == m
+        if not bool(masked.any()):
+            break  # everything is unmasked: the remaining steps do nothing
         if changed:  # the denoiser depends on x_t only: recompute only after a token was unmasked
             probs = denoiser(xt)  # [B, L, V]
             if temperature != 1.0 or top_p != 1.0:
                 probs = warp_logits(probs.double().log(), temperature, top_p)
             nfe += 1
         stay = float((1 - schedule.alpha(s)) / (1 - schedule.alpha(t))) if i < steps - 1 else 0.0
-        masked = xt == m
         u = torch.rand(xt.shape, generator=generator, device=xt.device, dtype=torch.float64)
         unmask = masked & (u >= stay)  # P = 1 − (1−α_s)/(1−α_t)
         changed = bool(unmask.any())
