@@ -10,7 +10,7 @@ model back to back; reported values are medians over rounds, and the ratios are 
 per-round ratios. Goal (issue 14): an FLM step within 1.2× of an AR step.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/bench_step.py`` (writes benchmarks/results/step.{json,md}).
-Options: ``--threads N`` (default: all cores), ``--width/--depth/--heads/--vocab/--length/--batch/--rounds``.
+Options: ``--threads N`` (default 1: the cores are shared), ``--width/--depth/--heads/--vocab/--length/--batch/--rounds``.
 """
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ def make_step(kind: str, cfg: DiTConfig, tokens: torch.Tensor):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--warm", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
