@@ -44,6 +44,7 @@ from flowlm.baselines import (
 )
 from flowlm.models import AR, MDLM
 from flowlm.nets import DiT, DiTConfig
+from flowlm.nets.attention import attention
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -461,6 +462,10 @@ def test_causal_attention_masks_the_future_and_kernels_agree():
     bidir.load_state_dict(net.state_dict())
     assert (bidir(h2, tau)[:, :4] - bidir(h, tau)[:, :4]).abs().max() > 1e-3  # the default stays bidirectional
     assert DiTConfig(vocab_size=3, max_length=2).causal is False
+    q, k, v = torch.randn(3, 2, 2, 6, 8).unbind(0)
+    torch.testing.assert_close(attention(q, k, v, 50.0, "flex", causal=True), attention(q, k, v, 50.0, "math", causal=True))
+    assert "causal" not in DiTConfig(vocab_size=3, max_length=2).to_dict()  # old saved configs compare equal
+    assert DiTConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def _randomize(model):
@@ -516,6 +521,7 @@ def test_models_refuse_bad_input():
         MDLM(TINY.replace(two_time=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ar", "mdlm"])
 def test_tiny_model_learns_toy_law(kind):
     """Train a 2-block DiT for 300 steps on the cyclic law: its loss approaches the loss of the exact model

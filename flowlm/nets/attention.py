@@ -97,7 +97,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, kind: str = "a
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention: qkv projection, RoPE, soft-capped attention, output projection."""
+    """Multi-head self-attention (bidirectional; causal when ``causal=True``): qkv projection, RoPE, soft-capped attention, output projection."""
 
     def __init__(self, width: int, heads: int, cap: float | None = 50.0, kind: str = "auto", causal: bool = False) -> None:
         super().__init__()

@@ -76,7 +76,10 @@ class DiTConfig:
             raise ValueError("invalid DiTConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["causal"]:  # omitted when off, so configs saved before the field existed still compare equal
+            del d["causal"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DiTConfig":
