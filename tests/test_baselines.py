@@ -506,6 +506,14 @@ def test_mdlm_model_loss_equals_plain_subs_loss_and_gradient():
     ref_grads = torch.autograd.grad(ref, model.net.head.weight)[0]
     torch.testing.assert_close(grads, ref_grads, atol=1e-6, rtol=1e-4)
     assert grads[5].abs().max() == 0  # the mask row of the head is never trained
+    # with a padding mask: positions outside it are never masked and the mean runs over the counted tokens
+    keep = torch.rand(16, 4, generator=torch.Generator().manual_seed(3)) < 0.6
+    loss_m = model.loss(tokens, keep, generator=torch.Generator().manual_seed(7))
+    xt_m = torch.where(keep, xt, tokens)
+    lp = subs_log_probs(torch.cat((model.logits(xt_m), torch.zeros(16, 4, 1)), -1), xt_m, model.mask_id)
+    nll = -lp.gather(-1, tokens[..., None]).squeeze(-1)
+    ref_m = torch.where(xt_m == model.mask_id, nll / t[:, None], torch.zeros_like(nll)).sum() / keep.sum()
+    torch.testing.assert_close(loss_m, ref_m)
     probs = model.denoiser(xt)
     torch.testing.assert_close(probs.sum(-1), torch.ones(16, 4))
     unmasked = xt != model.mask_id
