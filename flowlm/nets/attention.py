@@ -6,7 +6,7 @@ For queries/keys/values of head width :math:`d_h`,
     s = \frac{q k^\top}{\sqrt{d_h}},\qquad \tilde s = c\,\tanh(s/c),\qquad
     \text{attn} = \text{softmax}(\tilde s)\,v
 
-(bidirectional: no causal mask). Three interchangeable kernels compute it:
+(bidirectional unless ``causal=True``, which masks keys after the query: the AR baseline). Three interchangeable kernels compute it:
 
 ``"math"``
     the formula above, written with plain tensor ops. Exact cap; works under every
@@ -58,63 +58,68 @@ def _forward_ad_active(x: Tensor) -> bool:
 
 
 @typing.no_type_check
-def _math_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tensor:
+def _math_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, causal: bool = False) -> Tensor:
     scale = q.shape[-1] ** -0.5
     s = softcap(torch.matmul(q, k.transpose(-2, -1)) * scale, cap)  # [B, H, L, L]
+    if causal:  # query l sees keys j <= l
+        L = s.shape[-1]
+        s = s.masked_fill(torch.ones(L, L, dtype=torch.bool, device=s.device).triu(1), float("-inf"))
     p = torch.softmax(s.to(torch.promote_types(s.dtype, torch.float32)), dim=-1).to(v.dtype)  # fp32+ softmax
     return torch.matmul(p, v)  # [B, H, L, Dh]
 
 
 @typing.no_type_check
-def _flex_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None) -> Tensor:
+def _flex_attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, causal: bool = False) -> Tensor:
     from torch.nn.attention.flex_attention import flex_attention
 
-    if cap:
+    if cap or causal:
         def score_mod(score, b, h, q_idx, kv_idx):  # noqa: ARG001 - flex signature
-            return softcap(score, cap)
+            s = softcap(score, cap)
+            return torch.where(q_idx >= kv_idx, s, float("-inf")) if causal else s
     else:
         score_mod = None
     return flex_attention(q, k, v, score_mod=score_mod)
 
 
 @typing.no_type_check
-def attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, kind: str = "auto") -> Tensor:
+def attention(q: Tensor, k: Tensor, v: Tensor, cap: float | None, kind: str = "auto", causal: bool = False) -> Tensor:
     """Soft-capped attention ``softmax(c·tanh(qkᵀ/(√d_h c)))·v`` on ``[B, H, L, Dh]`` tensors."""
     if kind == "auto":
         kind = "math" if cap or _forward_ad_active(q) else "sdpa"
     if kind == "math":
-        return _math_attention(q, k, v, cap)
+        return _math_attention(q, k, v, cap, causal)
     if kind == "sdpa":
         if cap:
             raise ValueError(
                 "attention='sdpa' cannot apply the attention soft-cap (fused SDPA kernels have no score hook); "
                 "use attention='math' or 'flex', or set attn_softcap=None"
             )
-        return F.scaled_dot_product_attention(q, k, v)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     if kind == "flex":
-        return _flex_attention(q, k, v, cap)
+        return _flex_attention(q, k, v, cap, causal)
     raise ValueError(f"unknown attention kind {kind!r}; choose one of {ATTENTION_KINDS}")
 
 
 @typing.no_type_check  # runs inside torch.compile
 def multihead_self_attention(
     x: Tensor, qkv: nn.Linear, out: nn.Linear, heads: int, cos: Tensor, sin: Tensor,
-    cap: float | None, kind: str = "auto",
+    cap: float | None, kind: str = "auto", causal: bool = False,
 ) -> Tensor:
     """``out(attn(rope(q), rope(k), v))`` for ``x: [B, L, W]``; ``qkv(x)`` is split as ``(three, heads, d_h)``
     along the last axis (the authors' ``b s (three h d)`` layout), RoPE rotates q and k only."""
     B, L, W = x.shape
     q, k, v = qkv(x).view(B, L, 3, heads, W // heads).permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, Dh]
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-    o = attention(q, k, v, cap, kind)  # [B, H, L, Dh]
+    o = attention(q, k, v, cap, kind, causal)  # [B, H, L, Dh]
     return out(o.transpose(1, 2).reshape(B, L, W))  # [B, L, W]
 
 
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention: bias-free qkv projection, RoPE, soft-capped attention,
-    bias-free output projection (the DiT block holds the same two matrices as ``attn_qkv``/``attn_out``)."""
+    """Multi-head self-attention (bidirectional; causal when ``causal=True``): bias-free qkv projection,
+    RoPE, soft-capped attention, bias-free output projection (the DiT block holds the same two matrices
+    as ``attn_qkv``/``attn_out``)."""
 
-    def __init__(self, width: int, heads: int, cap: float | None = 50.0, kind: str = "auto") -> None:
+    def __init__(self, width: int, heads: int, cap: float | None = 50.0, kind: str = "auto", causal: bool = False) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} must be divisible by heads {heads}")
@@ -125,10 +130,10 @@ class SelfAttention(nn.Module):
                 "attention='sdpa' cannot apply the attention soft-cap (fused SDPA kernels have no score hook); "
                 "use attention='math' or 'flex', or set attn_softcap=None"
             )
-        self.heads, self.cap, self.kind = heads, cap, kind
+        self.heads, self.cap, self.kind, self.causal = heads, cap, kind, bool(causal)
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
 
     @typing.no_type_check
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        return multihead_self_attention(x, self.qkv, self.proj, self.heads, cos, sin, self.cap, self.kind)
+        return multihead_self_attention(x, self.qkv, self.proj, self.heads, cos, sin, self.cap, self.kind, self.causal)

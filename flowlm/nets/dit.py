@@ -96,6 +96,7 @@ class DiTConfig:
     attn_softcap: float | None = 50.0
     out_softcap: float | None = 30.0
     attention: str = "auto"
+    causal: bool = False  # causal attention (the AR baseline); FLM/MDLM are bidirectional
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,7 +122,10 @@ class DiTConfig:
             raise ValueError("invalid DiTConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["causal"]:  # omitted when off, so configs saved before the field existed still compare equal
+            del d["causal"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DiTConfig":
@@ -180,7 +184,7 @@ class DiTBlock(nn.Module):
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         w = config.width
-        self.heads, self.attn_cap, self.attn_kind = config.heads, config.attn_softcap, config.attention
+        self.heads, self.attn_cap, self.attn_kind, self.causal = config.heads, config.attn_softcap, config.attention, config.causal
         self.norm1 = LayerNorm(w)
         self.attn_qkv = nn.Linear(w, 3 * w, bias=False)
         self.attn_out = nn.Linear(w, w, bias=False)
@@ -196,7 +200,8 @@ class DiTBlock(nn.Module):
         mods = _per_token(self.adaLN_modulation(c)).chunk(6, dim=-1)  # each [B, 1 | L, W]
         shift1, scale1, gate1, shift2, scale2, gate2 = mods
         a = _modulate(self.norm1(h), shift1, scale1).to(h.dtype)
-        a = multihead_self_attention(a, self.attn_qkv, self.attn_out, self.heads, cos, sin, self.attn_cap, self.attn_kind)
+        a = multihead_self_attention(a, self.attn_qkv, self.attn_out, self.heads, cos, sin, self.attn_cap, self.attn_kind,
+                                     self.causal)
         h = h + gate1 * self.drop(a)
         h = h + gate2 * self.drop(self.mlp(_modulate(self.norm2(h), shift2, scale2).to(h.dtype)))
         return h  # [B, L, W]

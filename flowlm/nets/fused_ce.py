@@ -88,18 +88,25 @@ def linear_softcap_cross_entropy(
     mask: Tensor | None = None,
     cap: float | None = 30.0,
     chunk_rows: int | None = None,
+    token_weights: Tensor | None = None,
 ) -> Tensor:
     """Mean (over counted tokens) CE of ``c·tanh((f W^T + b)/c)`` against ``tokens``, chunked.
 
     ``features: [B, L, d]``, ``weight: [V, d]``, ``bias: [V]``, ``tokens: [B, L]``,
     ``mask: [B, L]`` (True = counts). ``chunk_rows`` defaults to about 2²¹ logits (8 MiB in float32) per chunk.
+    With ``token_weights: [B, L]`` (instead of ``mask``) the result is the plain weighted sum
+    :math:`\sum_n w_n \mathrm{CE}_n` (no normalization; MDLM's 1/t-weighted loss).
     """
     d = features.shape[-1]
     V = weight.shape[0]
     f = features.reshape(-1, d)  # [N, d]
     t = tokens.reshape(-1)  # [N]
     acc = torch.promote_types(features.dtype, torch.float32)
-    if mask is None:
+    if token_weights is not None:
+        if mask is not None:
+            raise ValueError("pass either mask or token_weights, not both (fold the mask into the weights)")
+        w = token_weights.reshape(-1).to(acc)
+    elif mask is None:
         w = torch.full(t.shape, 1.0 / t.numel(), device=f.device, dtype=acc)  # per-token weights
     else:
         m = mask.reshape(-1).to(acc)
