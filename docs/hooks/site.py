@@ -33,12 +33,14 @@ API_PACKAGES = [
     ("samplers", "FLM samplers on the τ grid"),
     ("flowmaps", "two-time denoisers, flow maps, the three distillers, FMLM samplers"),
     ("nets", "the DiT and its parts"),
-    ("models", "FLM and FMLM"),
+    ("baselines", "the AR and MDLM baselines' math: losses, samplers, exact oracles"),
+    ("models", "FLM and FMLM, and the AR and MDLM baselines on the same DiT"),
     ("training", "the training loop, checkpoints, EMA"),
-    ("data", "corpora, tokenizers, packing"),
+    ("data", "corpora, tokenizers, packing, token shards, batch sources"),
     ("evaluation", "Gen PPL, entropy, evaluation records"),
     ("hub", "checkpoints of the paper's authors, Hugging Face folders"),
     ("memory", "the up-front memory estimate of a run"),
+    ("experiments", "comparison harnesses (the toy distiller comparison)"),
 ]
 
 MATHJAX_PARTS = ("tex-mml-chtml.js", "input/tex/extensions", "output/chtml/fonts", "ui", "a11y")
