@@ -285,7 +285,7 @@ def _distiller(method: str, model: Any, teacher: Any):
     from flowlm.flowmaps import EulerianDistiller, LagrangianDistiller, SemigroupDistiller
 
     cls = {"semigroup": SemigroupDistiller, "lagrangian": LagrangianDistiller, "eulerian": EulerianDistiller}[method]
-    return cls(model.interpolant, model.schedule, teacher=teacher.denoiser)
+    return cls(model.flow, teacher=teacher.denoiser)
 
 
 def distill_fmlm(
@@ -353,9 +353,7 @@ def distill_fmlm(
 
 # --------------------------------------------------------------------------------- load / generate
 def _is_flm(model: nn.Module) -> bool:
-    from flowlm.models import FLM
-
-    return isinstance(model, FLM)
+    return getattr(model, "kind", None) == "flm"
 
 
 def load_model(
@@ -455,10 +453,7 @@ def generate(
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
-    if _is_flm(model):
-        out = model.sample(n_samples, length, steps, generator=g)
-    else:
-        out = model.sample(n_samples, length, n_steps=steps, gamma=gamma, generator=g)
+    out = model.sample(n_samples, length, steps, gamma=gamma if model.kind == "fmlm" else 0.0, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

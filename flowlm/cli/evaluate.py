@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     for i, ckpt in enumerate(ckpts):
         loaded = load_model(ckpt, device=device)
         net, tok, cfg = loaded
-        method = "FLM" if type(net).__name__ == "FLM" else "FMLM"
+        method = net.kind.upper()
         if args.reference and i == 0:
             data = args.data if args.data is not None else _run_data(ckpt.parent)
             ref = reference_record(cfg, tok, evaluator, n_samples=args.n_samples, data=data)

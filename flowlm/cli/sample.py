@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_model(ckpt, device=resolve_device(args.device))
-    flow_map = type(model).__name__ == "FMLM"
+    flow_map = model.kind == "fmlm"
     steps = args.steps or (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
     length = args.length or cfg.seq_len
     if length > cfg.seq_len:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from flowlm.denoisers import Denoiser
+from flowlm.flow import Flow
 from flowlm.flowmaps.distiller import Distiller
 from flowlm.flowmaps.eulerian import EulerianDistiller
 from flowlm.flowmaps.jvp import JVPBackend
@@ -48,8 +49,6 @@ from flowlm.flowmaps.residuals import residual_report
 from flowlm.flowmaps.sampler import FlowMapSampler
 from flowlm.flowmaps.semigroup import SemigroupDistiller
 from flowlm.flowmaps.time_pairs import TimePairSampler
-from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.samplers import EulerSampler
 from flowlm.states import OneHotSpace
 
@@ -101,8 +100,7 @@ def _law_probs(law: Any, vocab_size: int, length: int, device: torch.device | st
 def sample_tv(
     sampler: Callable[..., Any],
     model: Any,
-    interpolant: Interpolant,
-    schedule: TimeSchedule,
+    flow: Flow,
     law_probs: Tensor,
     vocab_size: int,
     length: int,
@@ -113,7 +111,7 @@ def sample_tv(
 ) -> float:
     """TV distance between ``n_samples`` draws of ``sampler(model, …)`` and the exact law."""
     x0 = OneHotSpace(vocab_size).noise(n_samples, length, device=device, dtype=dtype, generator=generator)
-    return total_variation(sampler(model, interpolant, schedule, x0).tokens, law_probs, vocab_size)
+    return total_variation(sampler(model, flow, x0).tokens, law_probs, vocab_size)
 
 
 def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[float, str]:
@@ -137,12 +135,12 @@ def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[flo
 
 
 def _default_distillers(
-    interpolant: Interpolant, schedule: TimeSchedule, teacher: Denoiser, pairs: TimePairSampler, jvp: JVPBackend | None
+    flow: Flow, teacher: Denoiser, pairs: TimePairSampler, jvp: JVPBackend | None
 ) -> dict[str, Distiller]:
     return {
-        "semigroup": SemigroupDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
-        "lagrangian": LagrangianDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
-        "eulerian": EulerianDistiller(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp),
+        "semigroup": SemigroupDistiller(flow, teacher=teacher, pairs=pairs),
+        "lagrangian": LagrangianDistiller(flow, teacher=teacher, pairs=pairs, jvp=jvp),
+        "eulerian": EulerianDistiller(flow, teacher=teacher, pairs=pairs, jvp=jvp),
     }
 
 
@@ -150,8 +148,7 @@ def compare_distillers(
     law: Any,
     teacher: Denoiser,
     student_factory: Callable[[], nn.Module],
-    interpolant: Interpolant,
-    schedule: TimeSchedule,
+    flow: Flow,
     *,
     distillers: Mapping[str, Distiller] | None = None,
     pairs: TimePairSampler | None = None,
@@ -182,8 +179,8 @@ def compare_distillers(
 
     device = torch.device(device)
     V, L = int(law.vocab_size), int(law.length)
-    pairs = pairs if pairs is not None else TimePairSampler(schedule)
-    runs_spec = dict(distillers) if distillers is not None else _default_distillers(interpolant, schedule, teacher, pairs, jvp)
+    pairs = pairs if pairs is not None else TimePairSampler(flow)
+    runs_spec = dict(distillers) if distillers is not None else _default_distillers(flow, teacher, pairs, jvp)
     p_law = _law_probs(law, V, L, device)
     records: list[RunRecord] = []
 
@@ -224,8 +221,8 @@ def compare_distillers(
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - t0)
-            rec.losses.append(metrics["loss"])
-            jvps.append(metrics["n_jvp"])
+            rec.losses.append(float(metrics["loss"]))
+            jvps.append(float(metrics["n_jvp"]))
             if log_every and step % log_every == 0:
                 print(f"[{run_name}] step {step:5d} loss {metrics['loss']:.4f}", flush=True)
         rec.wall_time_s = time.perf_counter() - t_run
@@ -233,19 +230,18 @@ def compare_distillers(
         rec.jvp_per_step = float(sum(jvps) / max(len(jvps), 1))
 
         student.eval()
-        rec.residuals = residual_report(
-            student, interpolant, schedule, teacher, eval_tokens, eval_pairs, jvp=jvp,
-            generator=torch.Generator(device=device).manual_seed(seed + 2),
+        rec.residuals = residual_report(  # the student under every compared distiller's residual
+            student, runs_spec, eval_tokens, eval_pairs, generator=torch.Generator(device=device).manual_seed(seed + 2),
         )
         for n in sample_steps:
             g = torch.Generator(device=device).manual_seed(seed + 3)
-            rec.tv[str(n)] = sample_tv(FlowMapSampler(n), student, interpolant, schedule, p_law, V, L, n_samples, g, device)
+            rec.tv[str(n)] = sample_tv(FlowMapSampler(n), student, flow, p_law, V, L, n_samples, g, device)
         if ema is not None:
             with ema.swapped(student):
                 for n in sample_steps:
                     g = torch.Generator(device=device).manual_seed(seed + 3)
                     rec.tv_ema[str(n)] = sample_tv(
-                        FlowMapSampler(n), student, interpolant, schedule, p_law, V, L, n_samples, g, device
+                        FlowMapSampler(n), student, flow, p_law, V, L, n_samples, g, device
                     )
         records.append(rec)
 
@@ -253,7 +249,7 @@ def compare_distillers(
     teacher_rec = RunRecord(name="teacher_euler")
     for n in sample_steps:
         g = torch.Generator(device=device).manual_seed(seed + 3)
-        teacher_rec.tv[str(n)] = sample_tv(EulerSampler(n), teacher, interpolant, schedule, p_law, V, L, n_samples, g, device)
+        teacher_rec.tv[str(n)] = sample_tv(EulerSampler(n), teacher, flow, p_law, V, L, n_samples, g, device)
     records.append(teacher_rec)
     floor = RunRecord(name="exact_samples")
     tv_floor = total_variation(law.sample(n_samples, generator=torch.Generator(device=device).manual_seed(seed + 4)), p_law, V)
@@ -265,7 +261,7 @@ def compare_distillers(
             "vocab_size": V, "length": L, "steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
             "optimizer": getattr(optimizer, "__name__", repr(optimizer)), "seed": seed,
             "sample_steps": list(sample_steps), "n_samples": n_samples, "residual_batch": residual_batch,
-            "interpolant": repr(interpolant), "schedule": repr(schedule), "pairs": repr(pairs),
+            "interpolant": repr(flow.interpolant), "schedule": repr(flow.schedule), "pairs": repr(pairs),
             "distillers": {k: repr(v) for k, v in runs_spec.items()}, "device": str(device),
             "torch": torch.__version__,
         },

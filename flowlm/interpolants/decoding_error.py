@@ -131,12 +131,12 @@ class DecodingErrorSchedule(TimeSchedule):
 
     Args:
         vocab_size: V ≥ 2.
-        interpolant: the affine interpolant whose ρ = β/α enters q (default :class:`Linear`).
+        interpolant: the affine interpolant whose ρ = β/α enters q (required; e.g. :class:`Linear`).
         n_nodes: quadrature nodes for the law of the max (default: chosen for 1e-13 accuracy).
         table_size: cells of the inverse table on the logit(τ) grid (default 2048).
 
     >>> import torch
-    >>> sched = DecodingErrorSchedule(30522)
+    >>> sched = DecodingErrorSchedule(30522, Linear())
     >>> [round(float(v), 2) for v in sched.t_of_tau(torch.tensor([0.01, 0.99], dtype=torch.float64))]
     [0.63, 0.87]
     """
@@ -147,15 +147,15 @@ class DecodingErrorSchedule(TimeSchedule):
     def __init__(
         self,
         vocab_size: int,
-        interpolant: Interpolant | None = None,
+        interpolant: Interpolant,
         n_nodes: int | None = None,
         table_size: int = 2048,
     ) -> None:
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
-        if interpolant is not None and not isinstance(interpolant, Interpolant):
+        if not isinstance(interpolant, Interpolant):
             raise TypeError(
-                f"interpolant must be a flowlm Interpolant (e.g. Linear(), Cosine(), "
+                f"DecodingErrorSchedule(vocab_size, interpolant): interpolant must be a flowlm Interpolant (e.g. Linear(), Cosine(), "
                 f"Interpolant.from_functions(alpha, beta)), got {type(interpolant).__name__}"
             )
         if n_nodes is not None and not 2 <= int(n_nodes) <= 200:
@@ -163,7 +163,7 @@ class DecodingErrorSchedule(TimeSchedule):
         if int(table_size) < 16:
             raise ValueError(f"table_size must be >= 16, got {table_size}")
         self.vocab_size = int(vocab_size)
-        self.interpolant = interpolant if interpolant is not None else Linear()
+        self.interpolant = interpolant
         self.table_size = int(table_size)
         nodes, weights = max_of_normals_rule(self.vocab_size, n_nodes)
         self._nodes, self._weights = nodes, weights  # [N] m_j, [N] w_j (sum 1); CPU float64
