@@ -52,7 +52,7 @@ class FactorizedCategorical(Denoiser):
             raise ValueError(f"the vocabulary needs at least 2 tokens, got probs of shape {tuple(probs.shape)}")
         probs = probs.to(torch.float64)
         check_probability_vector("probs", probs)
-        self.probs = probs / probs.sum(-1, keepdim=True)  # [L, V]
+        self.marginals = probs / probs.sum(-1, keepdim=True)  # [L, V]: the per-position law p^l
         self.interpolant = interpolant
         self.length, self.vocab_size = probs.shape
 
@@ -61,24 +61,24 @@ class FactorizedCategorical(Denoiser):
     ) -> Float[Tensor, "B L V"]:
         """Logits ``log p + κ(t)·(x − max_v x)`` with κ = β/α² (capped; see module docstring)."""
         check_call("FactorizedCategorical", x, t, self.vocab_size, self.length)
-        log_p = self.probs.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [L, V], >= log_floor
+        log_p = self.marginals.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [L, V], >= log_floor
         kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B]
         return log_p + tempered_scores(x, kappa)  # [B, L, V]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Int[Tensor, "n L"]:
         """``n`` independent sequences ``[n, L]`` (on the device of ``probs``)."""
-        return torch.multinomial(self.probs, n, replacement=True, generator=generator).T.contiguous()
+        return torch.multinomial(self.marginals, n, replacement=True, generator=generator).T.contiguous()
 
     def log_prob(self, tokens: Int[Tensor, "n L"]) -> Float[Tensor, " n"]:
         """log p(tokens) = Σ_l log p^l_{tokens_l} (float64; −inf for impossible tokens)."""
         check_tokens("tokens", tokens, self.length, self.vocab_size)
-        logp = self.probs.to(tokens.device).log()  # [L, V]
+        logp = self.marginals.to(tokens.device).log()  # [L, V]
         pos = torch.arange(self.length, device=tokens.device)
         return logp[pos, tokens].sum(-1)  # [n]
 
     def to(self, device: torch.device | str) -> "FactorizedCategorical":
-        """Move ``probs`` to ``device`` (in place; returns ``self``)."""
-        self.probs = self.probs.to(device)
+        """Move ``marginals`` to ``device`` (in place; returns ``self``)."""
+        self.marginals = self.marginals.to(device)
         return self
 
     def __repr__(self) -> str:
