@@ -22,7 +22,11 @@ student's probabilities in the model time :math:`\tau_t`, converted by the chain
 simplex: choose a ``projection`` (:mod:`flowlm.flowmaps.projections`).
 
 With a finite-difference backend rows with ``τ_t > 1 − ε`` use a backward stencil
-(``row_shift``), so no pass sees a time outside [0, 1].
+(``row_shift``), so no pass sees a time outside [0, 1]. A difference in τ resolves t only where τ(t) is
+distinguishable from 1 in the working precision (under the decoding-error schedule of a small
+vocabulary τ reaches 1 in float64 well before t = 1); a network conditioned on τ cannot tell
+those times apart either, but an exact oracle can: use forward mode (or the identity schedule)
+when differentiating an oracle there.
 """
 
 from __future__ import annotations
