@@ -50,7 +50,8 @@ def brute_force_denoiser(seqs, log_prior, x, t, interp, V):
 
 
 def noisy_state(gen, interp, t, x1, scale=1.0):
-    return interp.sample(x1, t, scale * torch.randn(x1.shape, generator=gen, dtype=F64))
+    noise = scale * torch.randn(x1.shape, generator=gen, dtype=F64)
+    return interp.alpha(t)[:, None, None] * noise + interp.beta(t)[:, None, None] * x1
 
 
 # ----------------------------------------------------------------------------------- denoisers

@@ -141,7 +141,8 @@ class DecodingErrorSchedule(TimeSchedule):
     [0.63, 0.87]
     """
 
-    #: the inverse table covers τ ∈ [τ_min, 1 − τ_min]; outside, t(τ) is linear (error < τ_min).
+    #: the inverse table covers τ ∈ [τ_min, 1 − τ_min]; outside, t(τ) is linear: |τ(t(τ)) − τ| < τ_min
+    #: there, but the error in t is not small near t = 1 (see :meth:`t_of_tau`).
     tau_min: float = 1e-12
 
     def __init__(
@@ -274,8 +275,14 @@ class DecodingErrorSchedule(TimeSchedule):
         r"""t(τ), the inverse of :meth:`tau_of_t` (any shape, same shape and dtype out, on ``tau.device``).
 
         Table lookup: ``y = logit(τ)``, cell ``k = ⌊(y − y_lo)/h⌋``, cubic in ``s = (y − y_lo)/h − k``;
-        for τ < τ_min (resp. > 1 − τ_min) linear in τ to t = 0 (resp. 1). |τ(t(τ)) − τ| ≲ 2e-10 with
-        the default table (V = 2 … 10^6, benchmarks/results/schedule.md); ``newton_steps`` exact Newton steps
+        for τ < τ_min (resp. > 1 − τ_min) linear in τ to t = 0 (resp. 1). |τ(t(τ)) − τ| ≲ 3e-10 with
+        the default table (V = 2 … 10^6, benchmarks/results/schedule.md; measured 2.6e-10 for Cosine at
+        V = 2). That bound is in τ: **t itself is determined only where τ(t) < 1 − τ_min.** Past the
+        table's last node (t ≳ 0.92 for Linear and Cosine, any V) τ(t) is within 1e-12 of 1 (or rounds
+        to 1), the linear piece is not the inverse, and t(τ(t)) can differ from t by up to ≈ 0.08
+        (measured for V = 2, 3, 30522); a network conditioned on τ cannot tell those times apart
+        either. On MPS (no float64) the table and quadrature run in float32; that path is not
+        measured, and float32 bounds τ to ~1e-7 relative at best. ``newton_steps`` exact Newton steps
         ``t ← t − (τ(t) − τ)/τ'(t)`` on the quadrature polish it further at the cost of one
         quadrature per step. t(0) = 0 and t(1) = 1 exactly; monotone in τ.
         """
