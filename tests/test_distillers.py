@@ -28,10 +28,9 @@ from flowlm.flowmaps import (
 from flowlm import Flow
 from flowlm.denoisers import TwoTimeDenoiser
 from flowlm.flowmaps.two_time import FlowMap
-from flowlm.interpolants import Cosine, IdentitySchedule, Interpolant, Linear
+from flowlm.interpolants import Cosine, Interpolant, Linear
 from flowlm.nets.mlp import MLPDenoiser, TwoTimeMLP
 from flowlm.oracles import ExactTwoTimeDenoiser, FactorizedCategorical, FiniteSequences
-from flowlm.states import OneHotSpace
 
 F64 = torch.float64
 FD = FiniteDifferenceJVP(1e-3)

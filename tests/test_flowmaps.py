@@ -20,7 +20,6 @@ from flowlm.flowmaps import (
     FlowMap,
     FlowMapSampler,
     ForwardModeADError,
-    TimePairs,
     TimePairSampler,
     TwoTimeDenoiser,
     average_velocity_from_delta,

@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from flowlm import Flow
 from flowlm.denoisers import Denoiser, TwoTimeDenoiser
-from flowlm.interpolants import Cosine, DecodingErrorSchedule, IdentitySchedule, Linear
+from flowlm.interpolants import Cosine, Linear
 from flowlm.models import FLM, FMLM
 from flowlm.nets import (
     DiT,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowlm.denoisers import flm_loss
-from flowlm.interpolants import DecodingErrorSchedule, Linear
+from flowlm.interpolants import Linear
 from flowlm.models import FLM, FMLM
 from flowlm.nets import DiTConfig, NetDenoiser
 from flowlm.oracles import FactorizedCategorical

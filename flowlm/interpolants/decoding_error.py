@@ -46,7 +46,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.builtins import Linear
+from flowlm.interpolants.builtins import Linear  # noqa: F401 - used by the doctest
 from flowlm.interpolants.schedule import TimeSchedule, _skip_checks, _validate_time, _work_dtype
 
 __all__ = ["DecodingErrorSchedule", "max_of_normals_rule"]

@@ -21,7 +21,6 @@ import math
 import typing
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from torchdiffeq import odeint
 
