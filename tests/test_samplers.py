@@ -282,6 +282,7 @@ def test_full_samplers_have_the_declared_order_on_the_tau_grid(interp):
         slope = -np.polyfit(np.log(Ns), np.log(errs), 1)[0]
         assert abs(slope - sampler_cls.order) < 0.15, (sampler_cls, slope, errs)
     assert TorchdiffeqSampler("rk4", n_steps=4).order == 1 and TorchdiffeqSampler("rk4", n_steps=4).interior_order == 4
+    assert TorchdiffeqSampler().order is None and TorchdiffeqSampler().interior_order is None  # adaptive, to t(ρ_max)
 
 
 def test_flow_map_sampler_is_exact_for_the_exact_map():

@@ -11,8 +11,9 @@ The ODE is solved in :math:`\nu = \log(1+\rho)` for :math:`z = x/(\alpha+\beta)`
   one step in ν between consecutive nodes (so ``euler`` here is Euler in ν on z, not the
   t-Euler of :class:`~flowlm.samplers.EulerSampler`).
 
-``order = 1`` on the τ grid (the final denoiser step); ``interior_order`` is the method's order
-for the fixed-grid methods and None for the adaptive ones (their error follows rtol/atol).
+``order = 1`` on the τ grid (the final denoiser step; None without ``n_steps``); ``interior_order``
+is the method's order for the fixed-grid methods and None for the adaptive ones (their error
+follows rtol/atol).
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ _FIXED_ORDER = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
 class TorchdiffeqSampler(FLMSampler):
     """``torchdiffeq.odeint(method, rtol, atol)`` on the flow; ``nfe`` counts every evaluation."""
 
-    order = 1
-
     def __init__(
         self,
         method: str = "dopri5",
@@ -63,6 +62,12 @@ class TorchdiffeqSampler(FLMSampler):
             raise ValueError(f"rho_max must be > 0, got {rho_max}")
         self.method, self.rtol, self.atol = method, rtol, atol
         self.n_steps, self.rho_max, self.options = n_steps, float(rho_max), options
+
+    @property
+    def order(self) -> int | None:  # type: ignore[override]
+        """1 on the τ grid (``n_steps`` given: the final denoiser step); None for the adaptive end time
+        t(ρ_max), where the error follows rtol, atol and ρ_max rather than a step."""
+        return 1 if self.n_steps is not None else None
 
     @property
     def interior_order(self) -> int | None:  # type: ignore[override]
