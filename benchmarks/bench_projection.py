@@ -72,12 +72,12 @@ def worker(variant: str, task: str, args: argparse.Namespace) -> dict:
         if variant == "projected":
             den, space = model.denoiser, model.space
         else:
-            den, space = NetDenoiser(model.net, model.schedule, OneHotSpace(args.vocab)), OneHotSpace(args.vocab)
+            den, space = NetDenoiser(model.net, model.flow, OneHotSpace(args.vocab)), OneHotSpace(args.vocab)
 
         def run() -> None:
             with torch.no_grad():
                 x0 = space.noise(args.batch, args.length)
-                sampler(den, model.interpolant, model.schedule, x0, space=space)
+                sampler(den, model.flow, x0, space=space)
 
     base = _rss_mb()
     run()  # warm-up; also sets the peak

@@ -301,7 +301,7 @@ def train_flm(
 def _distiller(method: str, model: Any, teacher: Any):
     from flowlm.flowmaps import distiller_class
 
-    return distiller_class(method)(model.interpolant, model.schedule, teacher=teacher.denoiser)
+    return distiller_class(method)(model.flow, teacher=teacher.denoiser)
 
 
 def distill_fmlm(
@@ -371,9 +371,7 @@ def distill_fmlm(
 
 # --------------------------------------------------------------------------------- load / generate
 def _is_flm(model: nn.Module) -> bool:
-    from flowlm.models import FLM
-
-    return isinstance(model, FLM)
+    return getattr(model, "kind", None) == "flm"
 
 
 def load_model(
@@ -473,10 +471,7 @@ def generate(
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
-    if _is_flm(model):
-        out = model.sample(n_samples, length, steps, generator=g)
-    else:
-        out = model.sample(n_samples, length, n_steps=steps, gamma=gamma, generator=g)
+    out = model.sample(n_samples, length, steps, gamma=gamma if model.kind == "fmlm" else 0.0, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

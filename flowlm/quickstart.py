@@ -161,7 +161,7 @@ def evaluate_checkpoint(
     if model is None:
         model = load_model(ckpt, device=device if device is not None else "cpu")
     net, tok, cfg = model
-    method = "FLM" if type(net).__name__ == "FLM" else "FMLM"
+    method = net.kind.upper()
     if warmup:
         generate(net, tok, n_samples, 1, seed + 1)
     samples = generate(net, tok, n_samples, steps, seed, gamma=gamma)

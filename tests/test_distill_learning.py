@@ -17,11 +17,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowlm.experiments.toy_distillers import all_sequences, total_variation
+from flowlm import Flow
 from flowlm.flowmaps import FlowMapSampler, TimePairSampler, distiller_class
-from flowlm.interpolants import IdentitySchedule, Linear
+from flowlm.interpolants import Linear
 from flowlm.nets.mlp import TwoTimeMLP
-from flowlm.oracles import FiniteSequences
+from flowlm.oracles import FiniteSequences, total_variation
 from flowlm.samplers.euler import EulerSampler
 from flowlm.training.ema import EMA
 
@@ -30,21 +30,19 @@ SEQS = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 0], [3, 0, 1], [0, 0, 0]])
 WEIGHTS = torch.tensor([0.35, 0.25, 0.15, 0.15, 0.10], dtype=torch.float64)
 
 
-def law_and_probs():
-    it = Linear()
-    law = FiniteSequences(SEQS, WEIGHTS, V, it)
-    p = law.log_prob(all_sequences(V, L)).exp()
-    return it, law, p
+def law_and_flow():
+    flow = Flow.identity(Linear(), V)
+    return FiniteSequences(SEQS, WEIGHTS, V, flow.interpolant), flow
 
 
-def one_step_tv(sampler, model, it, sched, p, n=4000, seed=123) -> float:
+def one_step_tv(sampler, model, flow, law, n=4000, seed=123) -> float:
     x0 = torch.randn(n, L, V, generator=torch.Generator().manual_seed(seed))
-    return total_variation(sampler(model, it, sched, x0).tokens, p, V)
+    return total_variation(sampler(model, flow, x0).tokens, law)
 
 
 def test_teacher_one_step_baseline_is_the_mode_of_the_marginals():
-    it, law, p = law_and_probs()
-    tv = one_step_tv(EulerSampler(1), law, it, IdentitySchedule(), p)
+    law, flow = law_and_flow()
+    tv = one_step_tv(EulerSampler(1), law, flow, law)
     # argmax of the per-position marginals is (0, 1, 2), which has law probability 0.35: TV = 0.65
     assert tv == pytest.approx(0.65, abs=1e-9)
 
@@ -53,17 +51,16 @@ def test_teacher_one_step_baseline_is_the_mode_of_the_marginals():
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["semigroup", "lagrangian", "eulerian"])
 def test_distilled_one_step_samples_approach_the_law(name, seed):
-    it, law, p = law_and_probs()
-    sched = IdentitySchedule()
-    distiller = distiller_class(name)(it, sched, teacher=law, pairs=TimePairSampler(sched))
+    law, flow = law_and_flow()
+    distiller = distiller_class(name)(flow, teacher=law, pairs=TimePairSampler(flow))
     torch.manual_seed(seed)
-    student = TwoTimeMLP(V, L, hidden=64, depth=2)
+    student = TwoTimeMLP(V, L, flow, hidden=64, depth=2)
     ema = EMA(student, decay=0.99)
     steps = 800
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
-    teacher_tv = one_step_tv(EulerSampler(1), law, it, sched, p)
-    untrained_tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
+    teacher_tv = one_step_tv(EulerSampler(1), law, flow, law)
+    untrained_tv = one_step_tv(FlowMapSampler(1), student, flow, law)
     losses = []
     for _ in range(steps):
         loss, _ = distiller.loss(student, law.sample(64, generator=gen), generator=gen)
@@ -73,7 +70,7 @@ def test_distilled_one_step_samples_approach_the_law(name, seed):
         ema.update(student)
         losses.append(float(loss.detach()))
     with ema.swapped(student):
-        tv = one_step_tv(FlowMapSampler(1), student, it, sched, p)
+        tv = one_step_tv(FlowMapSampler(1), student, flow, law)
     assert sum(losses[-30:]) / 30 < sum(losses[:30]) / 30
     assert tv < 0.5 * teacher_tv, (name, tv, teacher_tv, untrained_tv)
     assert tv < 0.5 * untrained_tv, (name, tv, teacher_tv, untrained_tv)

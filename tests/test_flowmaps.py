@@ -31,6 +31,7 @@ from flowlm.flowmaps import (
     sparsemax_projection,
     target_loss,
 )
+from flowlm import Flow
 from flowlm.flowmaps.semigroup import safe_semigroup_weight
 from flowlm.interpolants import Cosine, IdentitySchedule, Interpolant, Linear, MixtureSchedule
 from flowlm.nets.mlp import TwoTimeMLP
@@ -44,10 +45,12 @@ def make_interpolant(name: str) -> Interpolant:
         return Linear()
     if name == "cosine":
         return Cosine()
+    if name == "flat-end":  # α'(1) = 0: the Lagrangian factor's last form is 0/0 at t = 1
+        return Interpolant.from_functions(lambda t: (1 - t) ** 2, lambda t: 1 - (1 - t) ** 2, name="flat-end")
     return Interpolant.from_functions(lambda t: 1 - t**2, lambda t: t * (2 - t), name="quadratic")
 
 
-INTERPOLANTS = st.sampled_from(["linear", "cosine", "quadratic"])
+INTERPOLANTS = st.sampled_from(["linear", "cosine", "quadratic", "flat-end"])
 
 
 def time_pair(draw, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
@@ -56,13 +59,14 @@ def time_pair(draw, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
     return min(a, b), max(a, b)
 
 
-class TemperedTwoTime:
+class TemperedTwoTime(TwoTimeDenoiser):
     """A perturbed map: the exact δ's logits scaled by a temperature (still on the simplex)."""
 
     def __init__(self, exact: ExactTwoTimeDenoiser, temperature: float) -> None:
         self.exact, self.temperature, self.vocab_size = exact, temperature, exact.vocab_size
+        self.interpolant = exact.interpolant
 
-    def __call__(self, x, s, t):
+    def logits(self, x, s, t, *, tau_s=None, tau_t=None):
         return self.exact(x, s, t) / self.temperature
 
 
@@ -78,11 +82,11 @@ def random_law(V: int, L: int, seed: int, interpolant: Interpolant) -> Factorize
 def test_exact_delta_lies_on_the_simplex(V, L, name, seed, data):
     it = make_interpolant(name)
     law = random_law(V, L, seed, it)
-    fm = FlowMap(ExactTwoTimeDenoiser(law, it, rtol=1e-8, atol=1e-8), it)
+    fm = FlowMap(ExactTwoTimeDenoiser(law, it, rtol=1e-8, atol=1e-8), Flow.identity(it, V))
     s, t = time_pair(data.draw)
     B = 3
     x = torch.randn(B, L, V, dtype=F64, generator=torch.Generator().manual_seed(seed))
-    p = fm.probs(x, torch.full((B,), s, dtype=F64), torch.full((B,), t, dtype=F64))
+    _, p = fm.X(x, torch.full((B,), s, dtype=F64), torch.full((B,), t, dtype=F64), return_delta=True)
     assert bool((p >= -1e-9).all())
     torch.testing.assert_close(p.sum(-1), torch.ones(B, L, dtype=F64), atol=1e-8, rtol=0)
 
@@ -91,10 +95,11 @@ def test_exact_delta_lies_on_the_simplex(V, L, name, seed, data):
 def test_flow_map_at_equal_times_is_the_identity(V, L, name, s, seed):
     it = make_interpolant(name)
     torch.manual_seed(seed)
-    net = TwoTimeMLP(V, L, hidden=16, depth=1).double()
+    flow = Flow.identity(it, V)
+    net = TwoTimeMLP(V, L, flow, hidden=16, depth=1).double()
     x = torch.randn(4, L, V, dtype=F64)
     ss = torch.full((4,), s, dtype=F64)
-    torch.testing.assert_close(FlowMap(net, it)(x, ss, ss), x, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(FlowMap(net, flow).X(x, ss, ss), x, atol=1e-12, rtol=1e-12)
 
 
 @given(V=st.integers(2, 6), L=st.integers(1, 4), data=st.data(), seed=st.integers(0, 10**6))
@@ -124,14 +129,18 @@ def test_flow_map_of_the_exact_delta_is_the_exact_flow_map(name, seed, data):
     x = torch.randn(B, L, V, dtype=F64, generator=torch.Generator().manual_seed(seed))
     ss, tt = torch.full((B,), s, dtype=F64), torch.full((B,), t, dtype=F64)
     ex = ExactTwoTimeDenoiser(law, it, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(FlowMap(ex, it)(x, ss, tt), ExactFlowMap(law, it, rtol=1e-9, atol=1e-9)(x, ss, tt), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(FlowMap(ex, Flow.identity(it))(x, ss, tt), ExactFlowMap(law, it, rtol=1e-9, atol=1e-9)(x, ss, tt), atol=1e-6, rtol=1e-6)
 
 
 def test_exact_two_time_denoiser_satisfies_the_protocol():
     it = Linear()
     law = random_law(3, 2, 0, it)
     assert isinstance(ExactTwoTimeDenoiser(law, it), TwoTimeDenoiser)
-    assert isinstance(TwoTimeMLP(3, 2), TwoTimeDenoiser)
+    assert isinstance(TwoTimeMLP(3, 2, Flow.identity(it, 3)), TwoTimeDenoiser)
+    with pytest.raises(ValueError, match="built for"):  # a map built for another path
+        FlowMap(ExactTwoTimeDenoiser(law, it), Flow.identity(Cosine()))
+    with pytest.raises(ValueError, match="vocabulary 3 but the flow has 4"):
+        FlowMap(ExactTwoTimeDenoiser(law, it), Flow.identity(it, 4))
 
 
 # --------------------------------------------------------------------------- coefficients
@@ -186,9 +195,13 @@ def test_factors_match_the_linear_table_forms_and_lagrangian_is_finite_at_one(da
     it = Linear()
     assert float(lagrangian_factor(it, S, T)) == pytest.approx((1 - t) * (t - s) / (1 - s), rel=1e-9, abs=1e-14)
     assert float(eulerian_factor(it, S, T)) == pytest.approx((t - s) * (1 - s) / (1 - t), rel=1e-9, abs=1e-14)
-    for name in ("linear", "cosine", "quadratic"):
-        lam = lagrangian_factor(make_interpolant(name), S, torch.ones(1, dtype=F64))
-        assert float(lam) == 0.0
+    for name in ("linear", "cosine", "quadratic", "flat-end"):
+        it_n = make_interpolant(name)
+        lam = lagrangian_factor(it_n, S, torch.ones(1, dtype=F64))
+        assert float(lam) == 0.0  # finite (no 0/0) and equal to its limit
+        # and continuous there: λ(s, 1 − h) → 0
+        near = lagrangian_factor(it_n, S, torch.tensor([1 - 1e-6], dtype=F64))
+        assert 0.0 <= float(near) < 1e-5
 
 
 # --------------------------------------------------------------------------- time pairs
@@ -205,7 +218,7 @@ class _Square(IdentitySchedule):
 def test_time_pair_sampler_follows_the_reference_law():
     sched = _Square()
     B = 20000
-    pairs = TimePairSampler(sched)(B, dtype=F64, generator=torch.Generator().manual_seed(0))
+    pairs = TimePairSampler(Flow(Linear(), sched))(B, dtype=F64, generator=torch.Generator().manual_seed(0))
     s, u, t = pairs.s, pairs.u, pairs.t
     assert bool((s <= u).all() and (u <= t).all())
     assert pairs.diagonal.float().mean().item() == pytest.approx(0.5, abs=1e-3)  # stratified: exact up to 1/B
@@ -220,16 +233,22 @@ def test_time_pair_sampler_follows_the_reference_law():
     assert d.var().item() == pytest.approx(1 / 12, abs=0.005)
     assert tau_s.mean().item() == pytest.approx(0.25, abs=0.01)
     torch.testing.assert_close(tau_u, 0.5 * (tau_s + tau_t))  # τ-midpoint
-    tm = TimePairSampler(sched, intermediate="t_midpoint")(64, dtype=F64, generator=torch.Generator().manual_seed(1))
+    # the drawn model times travel with the pairs (what a network receives)
+    torch.testing.assert_close(pairs.tau_s, s**2)
+    torch.testing.assert_close(pairs.tau_t[rest], tau_t)
+    torch.testing.assert_close(pairs.tau_u[rest], tau_u)
+    tm = TimePairSampler(Flow(Linear(), sched), intermediate="t_midpoint")(64, dtype=F64, generator=torch.Generator().manual_seed(1))
     off = tm.off_diagonal
     torch.testing.assert_close(tm.u[off], 0.5 * (tm.s[off] + tm.t[off]))
 
 
 def test_time_pair_sampler_rejects_bad_options():
     with pytest.raises(ValueError, match="intermediate"):
-        TimePairSampler(IdentitySchedule(), intermediate="middle")
+        TimePairSampler(Flow.identity(Linear()), intermediate="middle")
     with pytest.raises(ValueError, match="> 1"):
-        TimePairSampler(IdentitySchedule(), diagonal_fraction=0.9, boundary_fraction=0.2)
+        TimePairSampler(Flow.identity(Linear()), diagonal_fraction=0.9, boundary_fraction=0.2)
+    with pytest.raises(TypeError):
+        TimePairSampler(IdentitySchedule())  # a schedule alone is not a flow
 
 
 # --------------------------------------------------------------------------- JVP backends
@@ -238,7 +257,7 @@ def test_time_pair_sampler_rejects_bad_options():
 def test_exact_and_finite_difference_jvps_agree(seed, name):
     torch.manual_seed(seed)
     V, L, B = 4, 3, 5
-    net = TwoTimeMLP(V, L, hidden=32, depth=2, schedule=MixtureSchedule(_Square(), 0.5)).double()
+    net = TwoTimeMLP(V, L, Flow(make_interpolant(name), MixtureSchedule(_Square(), 0.5)), hidden=32, depth=2).double()
     x = torch.randn(B, L, V, dtype=F64)
     s = torch.rand(B, dtype=F64) * 0.4 + 0.05
     t = s + torch.rand(B, dtype=F64) * 0.5
@@ -284,6 +303,61 @@ def test_exact_jvp_names_the_fix_when_forward_mode_fails():
     x, s = torch.randn(2, 2, 3, dtype=F64), torch.full((2,), 0.2, dtype=F64)
     with pytest.raises(ForwardModeADError, match="plain-math"):
         ExactJVP()(lambda tt: ex(x, s, tt), (s + 0.3,), (torch.ones_like(s),))
+
+
+def _tiny_dit(dropout: float):
+    from flowlm.nets import DiT, DiTConfig
+
+    torch.manual_seed(0)
+    net = DiT(DiTConfig(vocab_size=11, max_length=6, width=32, depth=2, heads=2, time_dim=16, dropout=dropout,
+                        two_time=True))
+    for p in net.parameters():  # the head and adaLN start at zero: give every weight a value
+        torch.nn.init.normal_(p, std=0.2)
+    return net
+
+
+def test_finite_differences_in_tau_match_forward_mode_on_a_dit():
+    """Audit defect 1: FD in model time τ with ε = 1e-5 (float32) against the exact forward-mode JVP
+    of a small DiT (eval mode, math attention); the old ε = 1e-3 in t is far off."""
+    net = _tiny_dit(0.0).eval()
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(3, 6, 32, generator=g)
+    tau_s, tau_t = torch.tensor([0.1, 0.4, 0.7]), torch.tensor([0.5, 0.6, 0.95])
+
+    def probs(tt):
+        return torch.softmax(net(h, tau_s, tt), -1)
+
+    _, exact = ExactJVP()(probs, (tau_t,), (torch.ones_like(tau_t),))
+    _, fd = FiniteDifferenceJVP()(probs, (tau_t,), (torch.ones_like(tau_t),))
+    rel = float(((fd - exact).norm() / exact.norm()).detach())
+    assert rel < 0.05, rel
+    # a step of 1e-3 in t is ~1e-2 in τ under a decoding-error schedule (dτ/dt ≈ 10): far off
+    _, coarse = FiniteDifferenceJVP(1e-2)(probs, (tau_t,), (torch.ones_like(tau_t),))
+    assert float(((coarse - exact).norm() / exact.norm()).detach()) > 5 * rel
+
+
+def test_finite_differences_hold_the_dropout_masks_fixed_and_refuse_half_precision():
+    net = _tiny_dit(0.3).train()
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(2, 6, 32, generator=g)
+    tau_s, tau_t = torch.tensor([0.2, 0.3]), torch.tensor([0.6, 0.8])
+
+    def probs(tt):
+        return torch.softmax(net(h, tau_s, tt), -1)
+
+    torch.manual_seed(5)
+    out, fd = FiniteDifferenceJVP()(probs, (tau_t,), (torch.ones_like(tau_t),))
+    torch.manual_seed(5)
+    same_masks = probs(tau_t)  # the primal pass used the masks of the current RNG state
+    torch.testing.assert_close(out, same_masks)
+    torch.manual_seed(5)
+    _, exact = ExactJVP()(probs, (tau_t,), (torch.ones_like(tau_t),))  # same masks, exact derivative
+    assert float((fd - exact).norm() / exact.norm()) < 0.05
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(RuntimeError, match="autocast"):
+            FiniteDifferenceJVP()(probs, (tau_t,), (torch.ones_like(tau_t),))
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        FiniteDifferenceJVP()(lambda a: a, (tau_t.bfloat16(),), (torch.ones_like(tau_t).bfloat16(),))
 
 
 # --------------------------------------------------------------------------- projections
@@ -351,37 +425,38 @@ def test_flow_map_sampler_with_the_exact_delta_reproduces_the_exact_flow_map():
     x0 = torch.randn(B, L, V, dtype=F64, generator=g)
     one = torch.ones(B, dtype=F64)
     X01 = ExactFlowMap(law, it, rtol=1e-9, atol=1e-9)(x0, 0 * one, one)  # the exact one-step map: on the simplex
-    sched = MixtureSchedule(_Square(), 0.5)
+    flow = Flow(it, MixtureSchedule(_Square(), 0.5), V)
     for n in (1, 2):
-        out = FlowMapSampler(n)(ex, it, sched, x0)
+        out = FlowMapSampler(n)(ex, flow, x0)
         assert out.nfe == n
         torch.testing.assert_close(out.probs, X01, atol=1e-6, rtol=0)
         assert torch.equal(out.tokens, X01.argmax(-1))
     # exact samples follow the law (X_{0,1} sends N(0, I) to the data law)
-    tokens = FlowMapSampler(1)(ex, it, sched, torch.randn(16, L, V, dtype=F64, generator=g)).tokens
+    tokens = FlowMapSampler(1)(ex, flow, torch.randn(16, L, V, dtype=F64, generator=g)).tokens
     assert bool(torch.isfinite(law.log_prob(tokens)).all())
 
 
 def test_flow_map_sampler_counts_evaluations_and_renoises():
     torch.manual_seed(0)
-    net = TwoTimeMLP(4, 3, hidden=16, depth=1)
+    flow = Flow.identity(Linear(), 4)
+    net = TwoTimeMLP(4, 3, flow, hidden=16, depth=1)
     x0 = torch.randn(8, 3, 4)
-    it, sched = Linear(), IdentitySchedule()
-    det = FlowMapSampler(4)(net, it, sched, x0)
+    det = FlowMapSampler(4)(net, flow, x0)
     assert det.nfe == 4 and det.tokens.shape == (8, 3) and torch.allclose(det.probs.sum(-1), torch.ones(8, 3))
-    assert torch.equal(FlowMapSampler(4, gamma=0.0)(net, it, sched, x0).probs, det.probs)
-    assert FlowMapSampler(4, gamma=0.5)(net, it, sched, x0, generator=torch.Generator().manual_seed(0)).nfe == 7
-    assert FlowMapSampler(4, gamma=1.0)(net, it, sched, x0, generator=torch.Generator().manual_seed(0)).nfe == 4
+    assert torch.equal(FlowMapSampler(4, gamma=0.0)(net, flow, x0).probs, det.probs)
+    assert FlowMapSampler(4, gamma=0.5)(net, flow, x0, generator=torch.Generator().manual_seed(0)).nfe == 7
+    assert FlowMapSampler(4, gamma=1.0)(net, flow, x0, generator=torch.Generator().manual_seed(0)).nfe == 4
     with pytest.raises(ValueError, match="gamma"):
         FlowMapSampler(2, gamma=1.5)
 
 
 def test_flow_map_rejects_reversed_times():
-    net = TwoTimeMLP(3, 2, hidden=8, depth=1)
+    flow = Flow.identity(Linear(), 3)
+    net = TwoTimeMLP(3, 2, flow, hidden=8, depth=1)
     with pytest.raises(ValueError, match="s <= t"):
-        FlowMap(net, Linear()).probs(torch.randn(2, 2, 3), torch.full((2,), 0.5), torch.full((2,), 0.2))
+        FlowMap(net, flow).X(torch.randn(2, 2, 3), torch.full((2,), 0.5), torch.full((2,), 0.2))
     with pytest.raises(ValueError, match="boundary"):
-        EulerianDistiller(Linear(), IdentitySchedule(), boundary="clip")
+        EulerianDistiller(flow, boundary="clip")
 
 
 def test_one_sided_stencils_stay_inside_the_domain_and_are_second_order():
@@ -398,3 +473,38 @@ def test_one_sided_stencils_stay_inside_the_domain_and_are_second_order():
         assert float(err.max()) < 10 * eps**2  # central and one-sided rows are second order
     with pytest.raises(AssertionError, match="outside"):
         FiniteDifferenceJVP(1e-3)(sqrt_checked, (p,), (torch.ones_like(p),))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_renoising_with_gamma_zero_or_one_keeps_the_marginal(gamma):
+    """Audit defect 4: with the exact maps, γ ∈ {0, 1} leave x_{t_1} with the path's marginal
+    (mean β·p, E|x|² = β² + α²V) and the samples with the data law."""
+    from flowlm.oracles import total_variation
+
+    law = FactorizedCategorical(torch.tensor([[0.7, 0.2, 0.1]], dtype=F64), Linear())
+    flow = Flow.identity(Linear(), 3)
+    two = ExactTwoTimeDenoiser(law, rtol=1e-7, atol=1e-7)
+    n = 3000
+    x0 = torch.randn(n, 1, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    out = FlowMapSampler(2, gamma=gamma)(two, flow, x0, return_trajectory=True, generator=torch.Generator().manual_seed(1))
+    x1, t1 = out.trajectory[1], float(out.times[1])
+    a, b = 1 - t1, t1
+    assert total_variation(out.tokens, law) < 0.03  # MC noise ≈ 0.01
+    assert float(x1.square().sum(-1).mean()) == pytest.approx(b * b + 3 * a * a, abs=0.05)
+    torch.testing.assert_close(x1.mean(0)[0], b * law.marginals[0], rtol=0, atol=0.05)
+
+
+def test_non_finite_targets_raise_instead_of_becoming_uniform():
+    """Audit defect 2: a NaN target row is an error, not a uniform distribution."""
+    from flowlm.flowmaps import LagrangianDistiller
+    from flowlm.flowmaps.distiller import Target
+
+    flow = Flow.identity(Linear(), 3)
+
+    class Broken(LagrangianDistiller):
+        def target(self, flow_map, x, rows):
+            return Target(probs=torch.full((x.shape[0], x.shape[1], 3), math.nan))
+
+    student = TwoTimeMLP(3, 2, flow, hidden=8, depth=1)
+    with pytest.raises(RuntimeError, match="NaN"):
+        Broken(flow).loss(student, torch.zeros(8, 2, dtype=torch.long), generator=torch.Generator().manual_seed(0))

@@ -72,18 +72,35 @@ def test_monotone_and_positive(name: str) -> None:
     assert bool((interp.alpha(t[:-1]) > 0).all())
 
 
-def test_sample_is_the_affine_combination() -> None:
+def test_flow_noisy_is_the_affine_combination() -> None:
+    """``Flow.noisy`` (the one place x_t is built) returns x_t = α(t)·x0 + β(t)·x1 with its x0, x1 and times."""
+    from flowlm import Flow
+
     g = torch.Generator().manual_seed(0)
-    x1 = torch.nn.functional.one_hot(torch.randint(0, 5, (3, 4), generator=g), 5).to(F64)
-    noise = torch.randn(3, 4, 5, dtype=F64, generator=g)
+    tokens = torch.randint(0, 5, (3, 4), generator=g)
     t = times_tensor([0.0, 0.3, 1.0])
-    xt = Cosine().sample(x1, t, noise)
+    path = Flow.identity(Cosine(), 5).noisy(tokens, t=t, generator=g, dtype=F64)
+    x1 = torch.nn.functional.one_hot(tokens, 5).to(F64)
+    torch.testing.assert_close(path.x1, x1)
     a, b = CLOSED["cosine"][0](t), CLOSED["cosine"][1](t)
-    torch.testing.assert_close(xt, a[:, None, None] * noise + b[:, None, None] * x1, rtol=0, atol=1e-15)
-    torch.testing.assert_close(xt[0], noise[0], rtol=0, atol=0)  # t = 0 is pure noise
-    torch.testing.assert_close(xt[2], x1[2], rtol=0, atol=1e-16)  # t = 1 is data
+    torch.testing.assert_close(path.xt, a[:, None, None] * path.x0 + b[:, None, None] * x1, rtol=0, atol=1e-15)
+    torch.testing.assert_close(path.xt[0], path.x0[0], rtol=0, atol=0)  # t = 0 is pure noise
+    torch.testing.assert_close(path.xt[2], x1[2], rtol=0, atol=1e-16)  # t = 1 is data
+    torch.testing.assert_close(path.tau, t)  # identity schedule
+    # per-token times [B, L] broadcast the same way
+    tt = torch.rand(3, 4, dtype=F64, generator=g)
+    p2 = Flow.decoding_error(Linear(), 5).noisy(tokens, t=tt, generator=g, dtype=F64)
+    torch.testing.assert_close(p2.xt, (1 - tt)[..., None] * p2.x0 + tt[..., None] * x1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        Linear().sample(x1, times_tensor([0.0, 0.5, 1.2]), noise)
+        Flow.identity(Linear(), 5).noisy(tokens, t=times_tensor([0.0, 0.5, 1.2]))
+    with pytest.raises(ValueError, match="exactly one"):
+        Flow.identity(Linear(), 5).noisy(tokens)
+    with pytest.raises(ValueError, match="does not know its vocabulary"):
+        Flow.identity(Linear()).noisy(tokens, t=t)
+    with pytest.raises(ValueError, match="built for the interpolant"):
+        from flowlm.interpolants import DecodingErrorSchedule
+
+        Flow(Cosine(), DecodingErrorSchedule(5, Linear()))
 
 
 # ---------------------------------------------------------------------------------- validation of custom interpolants

@@ -8,7 +8,9 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from flowlm.interpolants import DecodingErrorSchedule, IdentitySchedule, Linear
+from flowlm import Flow
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser
+from flowlm.interpolants import Cosine, Linear
 from flowlm.models import FLM, FMLM
 from flowlm.nets import (
     DiT,
@@ -114,11 +116,11 @@ def test_input_is_x_times_E_without_bias():
     V = 40  # > d = 32, so E (V×d) has a non-trivial left null space
     net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
     _randomize(net)
-    sched = IdentitySchedule()
+    flow = Flow.identity(Linear(), V)
     x = torch.randn(2, 12, V, dtype=torch.float64)
     t = torch.rand(2, dtype=torch.float64)
-    wide = NetDenoiser(net, sched, OneHotSpace(V))
-    torch.testing.assert_close(wide(x, t), NetDenoiser(net, sched, ProjectedSpace(net))(x @ net.E, t), rtol=0, atol=1e-12)
+    wide = NetDenoiser(net, flow, OneHotSpace(V))
+    torch.testing.assert_close(wide(x, t), NetDenoiser(net, flow, ProjectedSpace(net))(x @ net.E, t), rtol=0, atol=1e-12)
     null = torch.linalg.svd(net.E.detach().T, full_matrices=True).Vh[-1]  # [V], null @ E = 0
     assert (null @ net.E).abs().max() < 1e-12
     torch.testing.assert_close(wide(x + 5.0 * null, t), wide(x, t), rtol=1e-9, atol=1e-9)
@@ -195,7 +197,7 @@ def test_two_time_net_depends_on_the_second_time():
 
 def test_from_teacher_student_equals_teacher_at_step_zero():
     torch.manual_seed(4)
-    flm = FLM(DiTConfig(vocab_size=10, **SMALL), schedule=DecodingErrorSchedule(10))
+    flm = FLM(DiTConfig(vocab_size=10, **SMALL), Flow.decoding_error(Linear(), 10))
     _randomize(flm.net)  # a "trained" teacher: non-zero head and adaLN
     student = FMLM.from_teacher(flm)
     assert student.net.config.two_time and not flm.net.config.two_time
@@ -383,24 +385,32 @@ def test_projected_sampler_matches_the_v_wide_sampler():
     V = 24
     net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
     _randomize(net, scale=0.5)
-    sched, lin = DecodingErrorSchedule(V), Linear()
+    flow = Flow.decoding_error(Linear(), V)
     x0 = torch.randn(3, 12, V, dtype=torch.float64)
-    wide = EulerSampler(8)(NetDenoiser(net, sched, OneHotSpace(V)), lin, sched, x0)
+    wide = EulerSampler(8)(NetDenoiser(net, flow, OneHotSpace(V)), flow, x0)
     space = ProjectedSpace(net)
-    proj = EulerSampler(8)(NetDenoiser(net, sched, space), lin, sched, x0 @ net.E, space=space)
+    proj = EulerSampler(8)(NetDenoiser(net, flow, space), flow, x0 @ net.E, space=space)
     assert wide.probs.std() > 1e-3  # non-trivial output
     torch.testing.assert_close(proj.probs, wide.probs, rtol=1e-9, atol=1e-11)
     assert torch.equal(proj.tokens, wide.tokens)
 
 
-class _LogitsOnly:
-    """A denoiser without ``chunked_probs``: the samplers take the plain softmax-of-logits path."""
+class _LogitsOnly(Denoiser):
+    """A denoiser with only ``logits``: the samplers take the base class's softmax-of-logits path."""
 
     def __init__(self, den) -> None:
-        self.den, self.vocab_size = den, den.vocab_size
+        self.den, self.vocab_size, self.flow = den, den.vocab_size, den.flow
 
-    def __call__(self, *args):
-        return self.den(*args)
+    def logits(self, x, t, *, tau=None):
+        return self.den(x, t, tau=tau)
+
+
+class _TwoLogitsOnly(TwoTimeDenoiser):
+    def __init__(self, delta) -> None:
+        self.delta, self.vocab_size, self.flow = delta, delta.vocab_size, delta.flow
+
+    def logits(self, x, s, t, *, tau_s=None, tau_t=None):
+        return self.delta(x, s, t, tau_s=tau_s, tau_t=tau_t)
 
 
 @pytest.mark.parametrize("cap", [30.0, 2.0, None])
@@ -416,20 +426,22 @@ def test_chunked_probs_equal_the_softmax_of_the_logits(cap):
         torch.testing.assert_close(net.probs_from_features(features, chunk_rows=rows), probs)
         torch.testing.assert_close(net.probs_from_features(features, project=net.E, chunk_rows=rows), probs @ net.E)
     # the wrappers: same values as softmax(den(x, t)) and space.embed of it, on both spaces
-    sched, space = DecodingErrorSchedule(V), ProjectedSpace(net)
+    flow, space = Flow.decoding_error(Linear(), V), ProjectedSpace(net)
     t = torch.tensor([0.2, 0.6, 0.95], dtype=torch.float64)
-    for den, x in ((NetDenoiser(net, sched, space), h), (NetDenoiser(net, sched, OneHotSpace(V)), torch.randn(B, L, V, dtype=torch.float64))):
+    for den, x in ((NetDenoiser(net, flow, space), h), (NetDenoiser(net, flow, OneHotSpace(V)), torch.randn(B, L, V, dtype=torch.float64))):
         ref = torch.softmax(den(x, t), dim=-1)
-        torch.testing.assert_close(den.chunked_probs(x, t), ref)
-        torch.testing.assert_close(den.chunked_probs(x, t, space=den.space), den.space.embed(ref))
+        torch.testing.assert_close(den.probs(x, t), ref)
+        torch.testing.assert_close(den.probs(x, t, space=den.space), den.space.embed(ref))
+        # a caller that holds τ passes it on: same values, no t → τ conversion
+        torch.testing.assert_close(den.probs(x, t, tau=flow.tau_of_t(t)), ref)
     two = DiT(DiTConfig(vocab_size=V, two_time=True, out_softcap=cap, **SMALL)).double()
     _randomize(two, scale=0.5)
-    delta, s = NetTwoTimeDenoiser(two, sched, ProjectedSpace(two)), torch.tensor([0.0, 0.3, 0.5], dtype=torch.float64)
+    delta, s = NetTwoTimeDenoiser(two, flow, ProjectedSpace(two)), torch.tensor([0.0, 0.3, 0.5], dtype=torch.float64)
     ref = torch.softmax(delta(h, s, t), dim=-1)
-    torch.testing.assert_close(delta.chunked_probs(h, s, t), ref)
-    torch.testing.assert_close(delta.chunked_probs(h, s, t, space=delta.space), ref @ two.E)
+    torch.testing.assert_close(delta.probs(h, s, t), ref)
+    torch.testing.assert_close(delta.probs(h, s, t, space=delta.space), ref @ two.E)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        delta.chunked_probs(h, s, torch.tensor([0.3, 1.5, 0.2], dtype=torch.float64))
+        delta.probs(h, s, torch.tensor([0.3, 1.5, 0.2], dtype=torch.float64))
 
 
 def test_samplers_give_the_same_samples_with_and_without_chunked_probs():
@@ -438,25 +450,25 @@ def test_samplers_give_the_same_samples_with_and_without_chunked_probs():
 
     torch.manual_seed(15)
     V = 24
-    sched, lin = DecodingErrorSchedule(V), Linear()
+    flow = Flow.decoding_error(Linear(), V)
     net = DiT(DiTConfig(vocab_size=V, **SMALL)).double()
     _randomize(net, scale=0.5)
     space = ProjectedSpace(net)
-    den = NetDenoiser(net, sched, space)
+    den = NetDenoiser(net, flow, space)
     x0 = space.noise(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for sampler in (EulerSampler(4), HeunSampler(3)):
-        fast, plain = sampler(den, lin, sched, x0, space=space), sampler(_LogitsOnly(den), lin, sched, x0, space=space)
+        fast, plain = sampler(den, flow, x0, space=space), sampler(_LogitsOnly(den), flow, x0, space=space)
         assert fast.probs.std() > 1e-3
         torch.testing.assert_close(fast.probs, plain.probs, rtol=1e-9, atol=1e-11)
         assert fast.nfe == plain.nfe
     two = DiT(DiTConfig(vocab_size=V, two_time=True, **SMALL)).double()
     _randomize(two, scale=0.5)
     two_space = ProjectedSpace(two)
-    delta = NetTwoTimeDenoiser(two, sched, two_space)
+    delta = NetTwoTimeDenoiser(two, flow, two_space)
     x0 = two_space.noise(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     for gamma in (0.0, 0.5):
-        run = [FlowMapSampler(3, gamma=gamma)(d, lin, sched, x0, space=two_space, generator=torch.Generator().manual_seed(2))
-               for d in (delta, _LogitsOnly(delta))]
+        run = [FlowMapSampler(3, gamma=gamma)(d, flow, x0, space=two_space, generator=torch.Generator().manual_seed(2))
+               for d in (delta, _TwoLogitsOnly(delta))]
         torch.testing.assert_close(run[0].probs, run[1].probs, rtol=1e-9, atol=1e-11)
         assert run[0].nfe == run[1].nfe
 
@@ -466,8 +478,9 @@ def test_wrappers_convert_t_to_tau_and_check_shapes():
     torch.manual_seed(13)
     net = DiT(DiTConfig(vocab_size=9, **SMALL))
     _randomize(net)
-    sched = DecodingErrorSchedule(9)
-    den = NetDenoiser(net, sched, ProjectedSpace(net))
+    flow = Flow.decoding_error(Linear(), 9)
+    sched = flow.schedule
+    den = NetDenoiser(net, flow, ProjectedSpace(net))
     h, t = torch.randn(2, 12, 32), torch.tensor([0.3, 0.8])
     torch.testing.assert_close(den(h, t), net(h, sched.tau_of_t(t)))
     with pytest.raises(Exception):  # jaxtyping: t must be [B] with B = x.shape[0]
@@ -478,11 +491,18 @@ def test_wrappers_convert_t_to_tau_and_check_shapes():
         den(h, torch.tensor([0.3, 1.5]))
     two = DiT(DiTConfig(vocab_size=9, two_time=True, **SMALL))
     _randomize(two)
-    delta = NetTwoTimeDenoiser(two, sched, ProjectedSpace(two))
+    delta = NetTwoTimeDenoiser(two, flow, ProjectedSpace(two))
     s = torch.tensor([0.1, 0.2])
     torch.testing.assert_close(delta(h, s, t), two(h, sched.tau_of_t(s), sched.tau_of_t(t)))
     with pytest.raises(Exception):
         delta(h, s, torch.rand(2, 1))
+    # a network on another vocabulary or flow is refused
+    with pytest.raises(ValueError, match="vocabulary 9 but the flow has 10"):
+        NetDenoiser(net, Flow.decoding_error(Linear(), 10))
+    with pytest.raises(ValueError, match="built for"):
+        from flowlm.samplers import EulerSampler
+
+        EulerSampler(2)(den, Flow.decoding_error(Cosine(), 9), h)
 
 
 # --------------------------------------------------------------------------- chunked output loss
@@ -519,9 +539,9 @@ def test_flm_loss_equals_the_plain_computation_on_the_same_draws():
     loss, _ = model.loss(tokens, generator=torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     tau = stratified_uniform(4, generator=g)
-    t = model.schedule.t_of_tau(tau.double()).float()
-    xt = model.noisy_state(tokens, t, generator=g)
-    want = flm_loss(model.net(xt, tau), tokens)
+    path = model.flow.noisy(tokens, tau=tau, space=model.space, generator=g)
+    assert torch.equal(path.tau, tau)  # the network receives the drawn τ
+    want = flm_loss(model.net(path.xt, tau), tokens)
     torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
     (g1,) = torch.autograd.grad(loss, model.net.head.weight)
     (g2,) = torch.autograd.grad(want, model.net.head.weight)

@@ -50,7 +50,8 @@ def brute_force_denoiser(seqs, log_prior, x, t, interp, V):
 
 
 def noisy_state(gen, interp, t, x1, scale=1.0):
-    return interp.sample(x1, t, scale * torch.randn(x1.shape, generator=gen, dtype=F64))
+    noise = scale * torch.randn(x1.shape, generator=gen, dtype=F64)
+    return interp.alpha(t)[:, None, None] * noise + interp.beta(t)[:, None, None] * x1
 
 
 # ----------------------------------------------------------------------------------- denoisers
@@ -124,7 +125,7 @@ def test_denoisers_are_finite_and_on_the_simplex(V, L, interp, seed, dtype, log_
 def test_prior_at_t0_and_argmax_limit_at_t1():
     gen = torch.Generator().manual_seed(0)
     p = random_probs(gen, 3, 5)
-    den = FactorizedCategorical(p)
+    den = FactorizedCategorical(p, Linear())
     x = torch.randn(2, 3, 5, generator=gen, dtype=F64)
     D0 = torch.softmax(den(x, torch.zeros(2, dtype=F64)), -1)
     torch.testing.assert_close(D0, p.expand(2, 3, 5))  # no information at t = 0
@@ -140,7 +141,7 @@ def test_prior_at_t0_and_argmax_limit_at_t1():
 
 def test_finite_set_at_t1_picks_the_best_matching_sequence():
     seqs = torch.tensor([[0, 1, 2], [0, 1, 1], [2, 2, 2]])
-    den = FiniteSequences(seqs, torch.tensor([0.2, 0.5, 0.3]), 3)
+    den = FiniteSequences(seqs, torch.tensor([0.2, 0.5, 0.3]), 3, Linear())
     x = torch.nn.functional.one_hot(torch.tensor([[0, 1, 2], [2, 2, 1]]), 3).to(F64)
     D = torch.softmax(den(x, torch.ones(2, dtype=F64)), -1)
     want = torch.nn.functional.one_hot(torch.stack([seqs[0], seqs[2]]), 3).to(F64)
@@ -150,7 +151,7 @@ def test_finite_set_at_t1_picks_the_best_matching_sequence():
 def test_sampling_and_log_prob():
     gen = torch.Generator().manual_seed(1)
     p = random_probs(gen, 2, 3)
-    den = FactorizedCategorical(p)
+    den = FactorizedCategorical(p, Linear())
     n = 40000
     tokens = den.sample(n, generator=gen)
     assert tokens.shape == (n, 2) and tokens.dtype == torch.long
@@ -160,7 +161,7 @@ def test_sampling_and_log_prob():
     torch.testing.assert_close(den.log_prob(some), torch.log(torch.stack([p[0, 0] * p[1, 2], p[0, 1] * p[1, 1]])))
 
     seqs = torch.tensor([[0, 1], [1, 0], [0, 1]])  # a duplicate adds its weight
-    fin = FiniteSequences(seqs, torch.tensor([1.0, 2.0, 1.0]), 2)
+    fin = FiniteSequences(seqs, torch.tensor([1.0, 2.0, 1.0]), 2, Linear())
     torch.testing.assert_close(fin.probs_of_sequences, torch.tensor([0.25, 0.5, 0.25], dtype=F64))
     lp = fin.log_prob(torch.tensor([[0, 1], [1, 0], [1, 1]]))
     torch.testing.assert_close(lp[:2], torch.log(torch.tensor([0.5, 0.5], dtype=F64)))
@@ -172,17 +173,17 @@ def test_sampling_and_log_prob():
 
 def test_bad_inputs_raise_clear_errors():
     p = torch.full((2, 3), 1 / 3, dtype=F64)
-    den = FactorizedCategorical(p)
+    den = FactorizedCategorical(p, Linear())
     x = torch.zeros(2, 2, 3, dtype=F64)
     t = torch.full((2,), 0.5, dtype=F64)
     with pytest.raises(ValueError, match="sum to 1"):
-        FactorizedCategorical(2 * p)
+        FactorizedCategorical(2 * p, Linear())
     with pytest.raises(ValueError, match="negative"):
-        FactorizedCategorical(torch.tensor([[1.5, -0.5]]))
+        FactorizedCategorical(torch.tensor([[1.5, -0.5]]), Linear())
     # shape errors: under the test suite's jaxtyping hook the annotation may fire first (a
     # TypeError); without it the oracle's own check does, with the message tested below
     with pytest.raises((ValueError, TypeError)):
-        FactorizedCategorical(torch.ones(3) / 3)
+        FactorizedCategorical(torch.ones(3) / 3, Linear())
     with pytest.raises((ValueError, TypeError)):
         den(x, torch.full((3,), 0.5, dtype=F64))
     with pytest.raises(ValueError, match="vocabulary size 4"):
@@ -198,13 +199,13 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="NaN"):
         den(torch.full((2, 2, 3), math.nan, dtype=F64), t)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        FiniteSequences(torch.tensor([[0, 3]]), None, 3)
+        FiniteSequences(torch.tensor([[0, 3]]), None, 3, Linear())
     with pytest.raises((ValueError, TypeError)):  # [K] vs [2]: annotation or own check
-        FiniteSequences(torch.tensor([[0, 1]]), torch.ones(2), 3)
+        FiniteSequences(torch.tensor([[0, 1]]), torch.ones(2), 3, Linear())
     with pytest.raises(ValueError, match=r"\[n, 2\]"):
         den.log_prob(torch.zeros(4, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="weights must be finite"):
-        FiniteSequences(torch.tensor([[0, 1]]), torch.tensor([-1.0]), 3)
+        FiniteSequences(torch.tensor([[0, 1]]), torch.tensor([-1.0]), 3, Linear())
     with pytest.raises(ValueError, match="s <= t"):
         ExactFlowMap(den)(x, t, t - 0.1)
 
@@ -299,9 +300,9 @@ def test_one_step_flow_map_transports_noise_to_the_data_law(finite):
     gen = torch.Generator().manual_seed(7)
     V, L, n = 3, 2, 3000
     if finite:
-        law = FiniteSequences(torch.tensor([[0, 1], [1, 1], [2, 0]]), torch.tensor([0.5, 0.3, 0.2]), V)
+        law = FiniteSequences(torch.tensor([[0, 1], [1, 1], [2, 0]]), torch.tensor([0.5, 0.3, 0.2]), V, Linear())
     else:
-        law = FactorizedCategorical(torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype=F64))
+        law = FactorizedCategorical(torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype=F64), Linear())
     x0 = torch.randn(n, L, V, generator=gen, dtype=F64)
     fm = ExactFlowMap(law, rtol=1e-7, atol=1e-7)
     X = fm(x0, torch.zeros(n, dtype=F64), torch.ones(n, dtype=F64))
@@ -312,6 +313,22 @@ def test_one_step_flow_map_transports_noise_to_the_data_law(finite):
         freq = (tokens[:, None, :] == seqs[None]).all(-1).double().mean(0)
         assert float(freq.sum()) == 1.0  # only sequences of the set come out
     else:
-        w = law.probs.reshape(-1)
+        w = law.marginals.reshape(-1)
         freq = torch.stack([torch.bincount(tokens[:, l], minlength=V) for l in range(L)]).double().reshape(-1) / n
     assert ((freq - w).abs() <= 4.5 * (w * (1 - w) / n).sqrt()).all(), (freq, w)
+
+
+def test_oracles_refuse_another_interpolant_and_score_samples():
+    """An oracle built for one path used on another is an error (no silent mixing); the library's
+    total variation is 0 on the law's own probabilities and 1 on impossible sequences."""
+    from flowlm import Flow
+    from flowlm.oracles import total_variation
+
+    law = FiniteSequences(torch.tensor([[0, 1], [1, 1]]), torch.tensor([0.75, 0.25]), 2, Linear())
+    with pytest.raises(ValueError, match="built for"):
+        ExactFlowMap(law, Cosine())
+    with pytest.raises(ValueError, match="built for the interpolant"):
+        Flow.identity(Cosine(), 2).check(law)
+    exact = torch.tensor([[0, 1]] * 3 + [[1, 1]])
+    assert total_variation(exact, law) == pytest.approx(0.0, abs=1e-12)
+    assert total_variation(torch.tensor([[0, 0]] * 4), law) == pytest.approx(1.0)

@@ -33,6 +33,7 @@ def test_readme_interpolant_example():
     torch.testing.assert_close(quad.alpha(t), 1 - t**2)
     torch.testing.assert_close(quad.beta_dot(t), 2 * (1 - t))
     # the comment's values: τ = 0.01, 0.5, 0.99 at t ≈ 0.63, 0.80, 0.87 for Linear, V = 30522
+    assert ns["path"].xt.shape == (1, 3, 4) and float(ns["path"].tau) == 0.5
     got = ns["schedule"].t_of_tau(torch.tensor([0.01, 0.5, 0.99], dtype=torch.float64))
     torch.testing.assert_close(got, torch.tensor([0.63, 0.80, 0.87], dtype=torch.float64), atol=6e-3, rtol=0)
 

@@ -335,13 +335,13 @@ def test_bad_inputs(sched, method: str) -> None:
 def test_bad_constructor_arguments() -> None:
     for bad in (1, 0, 2.5, True):
         with pytest.raises((ValueError, TypeError), match="vocab_size"):  # TypeError: the jaxtyping hook
-            DecodingErrorSchedule(bad)  # type: ignore[arg-type]
+            DecodingErrorSchedule(bad, Linear())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Interpolant"):
         DecodingErrorSchedule(10, "linear")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="n_nodes"):
-        DecodingErrorSchedule(10, n_nodes=1)
+        DecodingErrorSchedule(10, Linear(), n_nodes=1)
     with pytest.raises(ValueError, match="table_size"):
-        DecodingErrorSchedule(10, table_size=4)
+        DecodingErrorSchedule(10, Linear(), table_size=4)
     with pytest.raises(ValueError, match="weight"):
         MixtureSchedule(IdentitySchedule(), 1.5)
     with pytest.raises(ValueError, match="newton_steps"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowlm.denoisers import flm_loss
-from flowlm.interpolants import DecodingErrorSchedule, Linear
+from flowlm.interpolants import Linear
 from flowlm.models import FLM, FMLM
 from flowlm.nets import DiTConfig, NetDenoiser
 from flowlm.oracles import FactorizedCategorical
@@ -214,8 +214,17 @@ def test_sampling_entry_points():
     assert out.tokens.shape == (3, 8) and out.probs.shape == (3, 8, 11) and out.nfe == 4
     assert int(out.tokens.min()) >= 0 and int(out.tokens.max()) < 11
     torch.testing.assert_close(out.probs.sum(-1), torch.ones(3, 8))
-    fm = FMLM.from_teacher(model).sample(2, 8, n_steps=2, generator=torch.Generator().manual_seed(0))
+    student = FMLM.from_teacher(model)
+    fm = student.sample(2, 8, n_steps=2, generator=torch.Generator().manual_seed(0))
     assert fm.tokens.shape == (2, 8) and fm.nfe == 2
+    # one signature, and a kind to branch on (never the class name)
+    assert (model.kind, student.kind) == ("flm", "fmlm") and student.flow is model.flow
+    from flowlm.samplers import HeunSampler
+
+    assert model.sample(2, 8, sampler=HeunSampler(3)).nfe == 5
+    with pytest.raises(ValueError, match="gamma"):
+        model.sample(2, 8, 4, gamma=0.5)
+    assert student.sample(2, 8, 3, gamma=1.0, generator=torch.Generator().manual_seed(0)).nfe == 3
 
 
 # --------------------------------------------------------------------------- learning
@@ -235,15 +244,14 @@ def test_tiny_dit_reaches_the_oracle_cross_entropy():
     g = torch.Generator().manual_seed(1)
     tokens = law.sample(2048, generator=g)
     tau = (torch.arange(2048, dtype=torch.float64) + 0.5) / 2048
-    t = model.schedule.t_of_tau(tau)
-    x0 = torch.randn(2048, L, V, dtype=torch.float64, generator=g)
-    xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * torch.nn.functional.one_hot(tokens, V).double()
+    path = model.flow.noisy(tokens, tau=tau, generator=g, dtype=torch.float64)  # V-wide one-hot space
+    xt, t = path.xt, path.t
     oracle_ce = float(flm_loss(law(xt, t), tokens))
     uniform_ce = math.log(V)
     with torch.no_grad(), res.ema.swapped(model):
         model.eval()
-        den = NetDenoiser(model.net, model.schedule, OneHotSpace(V))  # V-wide evaluation of the projected-trained net
-        model_ce = float(flm_loss(den.logits_tau(xt.float(), tau.float()), tokens))
+        den = NetDenoiser(model.net, model.flow, OneHotSpace(V))  # V-wide evaluation of the projected-trained net
+        model_ce = float(flm_loss(den(xt.float(), t.float(), tau=tau.float()), tokens))
     gap = model_ce - oracle_ce
     print(f"model CE {model_ce:.4f}  oracle CE {oracle_ce:.4f}  uniform {uniform_ce:.4f}  train loss {sum(res.losses[-20:]) / 20:.4f}")
     assert gap > -0.02  # the oracle is optimal (up to Monte-Carlo noise)

@@ -104,7 +104,7 @@ def run_bench(
     ev = load_evaluator(evaluator, device=dev)
     models = {"FLM": load_model(flm_ckpt, device=dev), "FMLM": load_model(fmlm_ckpt, device=dev)}
     for name, want in (("FLM", "FLM"), ("FMLM", "FMLM")):
-        if type(models[name][0]).__name__ != want:
+        if models[name][0].kind != want.lower():
             raise RunError(f"--{name.lower()} {flm_ckpt if name == 'FLM' else fmlm_ckpt} is not an {want} checkpoint")
     flm_cfg, fmlm_cfg = models["FLM"][2], models["FMLM"][2]
     if (flm_cfg.depth, flm_cfg.width, flm_cfg.seq_len) != (fmlm_cfg.depth, fmlm_cfg.width, fmlm_cfg.seq_len):

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     for i, ckpt in enumerate(ckpts):
         loaded = load_any(ckpt, device=device)  # a run, a pretrained folder, or the authors' .ckpt / HF folder
         net, tok, cfg = loaded
-        method = "FLM" if type(net).__name__ == "FLM" else "FMLM"
+        method = net.kind.upper()
         if args.reference and i == 0:
             data = args.data if args.data is not None else _run_data(ckpt.parent)
             ref = reference_record(cfg, tok, evaluator, n_samples=args.n_samples, data=data)

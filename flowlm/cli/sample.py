@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_any(ckpt, device=resolve_device(args.device), tokenizer=args.tokenizer,
                                trust_pickle=args.trust_pickle)
-    flow_map = type(model).__name__ == "FMLM"
+    flow_map = model.kind == "fmlm"
     steps = args.steps if args.steps is not None else (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
     length = args.length or cfg.seq_len
     if length > cfg.seq_len:

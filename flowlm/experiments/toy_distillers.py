@@ -29,6 +29,7 @@ the math layers never import it. The student comes from a factory, so any networ
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import os
 import statistics
@@ -44,9 +45,8 @@ from torch import Tensor, nn
 from flowlm._io import atomic_write, atomic_write_json
 from flowlm._plotting import pyplot
 from flowlm.denoisers import Denoiser
+from flowlm.flow import Flow
 from flowlm.flowmaps import DISTILLERS, Distiller, FlowMapSampler, JVPBackend, TimePairSampler, residual_report
-from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.samplers import EulerSampler
 from flowlm.states import OneHotSpace
 from flowlm.training.ema import EMA
@@ -228,8 +228,7 @@ def _law_probs(law: Any, vocab_size: int, length: int, device: torch.device | st
 def sample_tv(
     sampler: Callable[..., Any],
     model: Any,
-    interpolant: Interpolant,
-    schedule: TimeSchedule,
+    flow: Flow,
     law_probs: Tensor,
     vocab_size: int,
     length: int,
@@ -240,7 +239,7 @@ def sample_tv(
 ) -> float:
     """TV distance between ``n_samples`` draws of ``sampler(model, …)`` and the exact law."""
     x0 = OneHotSpace(vocab_size).noise(n_samples, length, device=device, dtype=dtype, generator=generator)
-    return total_variation(sampler(model, interpolant, schedule, x0).tokens, law_probs, vocab_size)
+    return total_variation(sampler(model, flow, x0).tokens, law_probs, vocab_size)
 
 
 def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[float, str]:
@@ -263,12 +262,16 @@ def _peak_memory_of(step: Callable[[], None], device: torch.device) -> tuple[flo
         return float("nan"), "unavailable"
 
 
+def _jvp_kwarg(cls: type, jvp: JVPBackend | None) -> dict[str, Any]:
+    """``{"jvp": jvp}`` for the distillers whose target takes a JVP (not the semigroup's)."""
+    return {"jvp": jvp} if "jvp" in inspect.signature(cls).parameters else {}
+
+
 def compare_distillers(
     law: Any,
     teacher: Denoiser,
     student_factory: Callable[[], nn.Module],
-    interpolant: Interpolant,
-    schedule: TimeSchedule,
+    flow: Flow,
     *,
     distillers: Mapping[str, Distiller] | None = None,
     pairs: TimePairSampler | None = None,
@@ -299,9 +302,9 @@ def compare_distillers(
     device = torch.device(device)
     V, L = int(law.vocab_size), int(law.length)
     sample_steps = tuple(int(n) for n in sample_steps)
-    pairs = pairs if pairs is not None else TimePairSampler(schedule)
+    pairs = pairs if pairs is not None else TimePairSampler(flow)
     runs_spec = dict(distillers) if distillers is not None else {
-        key: cls(interpolant, schedule, teacher=teacher, pairs=pairs, jvp=jvp) for key, cls in DISTILLERS.items()
+        key: cls(flow, teacher=teacher, pairs=pairs, **_jvp_kwarg(cls, jvp)) for key, cls in DISTILLERS.items()
     }
     p_law = _law_probs(law, V, L, device)
     records: list[RunRecord] = []
@@ -313,7 +316,7 @@ def compare_distillers(
 
     def tv_of(sampler: Callable[..., Any], model: Any) -> float:
         g = torch.Generator(device=device).manual_seed(seed + 3)  # the same noise for every row
-        return sample_tv(sampler, model, interpolant, schedule, p_law, V, L, n_samples, g, device)
+        return sample_tv(sampler, model, flow, p_law, V, L, n_samples, g, device)
 
     for run_name, distiller in runs_spec.items():
         torch.manual_seed(seed)
@@ -356,9 +359,8 @@ def compare_distillers(
         rec.jvp_per_step = float(sum(jvps) / max(len(jvps), 1))
 
         student.eval()
-        rec.residuals = residual_report(
-            student, interpolant, schedule, teacher, eval_tokens, eval_pairs, jvp=jvp,
-            generator=torch.Generator(device=device).manual_seed(seed + 2),
+        rec.residuals = residual_report(  # the student under every compared distiller's residual
+            student, runs_spec, eval_tokens, eval_pairs, generator=torch.Generator(device=device).manual_seed(seed + 2),
         )
         rec.tv = {n: tv_of(FlowMapSampler(n), student) for n in sample_steps}
         if ema is not None:
@@ -375,7 +377,7 @@ def compare_distillers(
     config = ComparisonConfig(
         vocab_size=V, length=L, steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay,
         optimizer=getattr(optimizer, "__name__", repr(optimizer)), seed=seed, sample_steps=sample_steps,
-        n_samples=n_samples, residual_batch=residual_batch, interpolant=repr(interpolant), schedule=repr(schedule),
+        n_samples=n_samples, residual_batch=residual_batch, interpolant=repr(flow.interpolant), schedule=repr(flow.schedule),
         pairs=repr(pairs), distillers={k: repr(v) for k, v in runs_spec.items()}, device=str(device),
         torch=torch.__version__,
     )

@@ -4,19 +4,21 @@ A distiller trains a student two-time denoiser :math:`\hat\delta_\theta(x, s, t)
 teacher denoiser :math:`\hat D` (or from data alone: self-distillation). One call of
 :meth:`Distiller.loss` on a batch of clean tokens ``[B, L]``:
 
-1. draws per-sequence times ``(s, u, t)`` with the shared :class:`TimePairSampler`;
-2. noises the data at the start time: ``x1 = space.one_hot(tokens)``, ``x0 = space.noise(B, L)``,
-   :math:`x_s = \alpha_s x_0 + \beta_s x_1`;
+1. draws per-sequence times ``(s, u, t)`` and their model times with the shared
+   :class:`TimePairSampler` (τ is drawn; the network receives it, no τ → t → τ round trip);
+2. noises the data at the start time with ``flow.noisy(tokens, tau=tau_s, space=space)``;
 3. **diagonal rows** (s = t): CE of :math:`\hat\delta(x_t, t, t)` against the teacher's
    probabilities :math:`\hat D_t(x_t)` (or the data one-hot when ``teacher=None``);
 4. **off-diagonal rows** (s < t): CE of :math:`\hat\delta_{s,t}(x_s)` against a stop-gradient
    target :math:`\bar\delta` that each subclass defines (:meth:`Distiller.target`), computed under
-   ``torch.no_grad()`` with the *online* student (no EMA copy; the student stays in whatever
-   mode it is in, i.e. train mode during training); targets that can leave the simplex go
-   through the named ``projection`` policy (:mod:`flowlm.flowmaps.projections`).
+   ``torch.no_grad()`` with the *online* student through its :class:`~flowlm.flowmaps.FlowMap`
+   (no EMA copy; the student stays in whatever mode it is in, i.e. train mode during training);
+   targets that can leave the simplex go through the named ``projection`` policy
+   (:mod:`flowlm.flowmaps.projections`); a non-finite target raises instead of being projected.
 
 The loss is the mean over the batch of the per-sequence losses (each the mean over positions),
-so the diagonal/off-diagonal balance is set by the time sampler's fractions.
+so the diagonal/off-diagonal balance is set by the time sampler's fractions. The metrics are
+tensors (no host synchronization per step beyond the two that split the batch into row kinds).
 
 In self-distillation (``teacher=None``) every place where a target needs :math:`\hat D_t` uses the
 student's own diagonal :math:`\hat\delta(x, t, t)` (under ``no_grad``).
@@ -32,16 +34,15 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from flowlm.denoisers import Denoiser, denoised_probs
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser
+from flowlm.flow import Flow, same_schedule
 from flowlm.flowmaps.jvp import ExactJVP, JVPBackend
 from flowlm.flowmaps.projections import PROJECTIONS, soft_cross_entropy, target_loss
 from flowlm.flowmaps.time_pairs import TimePairs, TimePairSampler
-from flowlm.flowmaps.two_time import TwoTimeDenoiser, delta_probs
-from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.states import OneHotSpace, StateSpace
+from flowlm.flowmaps.two_time import FlowMap
+from flowlm.states import StateSpace
 
-__all__ = ["Distiller", "Target", "Teacher"]
+__all__ = ["Distiller", "Target", "rows_of"]
 
 
 @dataclass
@@ -59,50 +60,22 @@ class Target:
     n_forward: int = 0
 
 
-class Teacher:
-    r"""The frozen teacher :math:`\hat D_t(x)` as the distillers see it.
-
-    Wraps a :class:`~flowlm.denoisers.Denoiser` (put in eval mode, parameters frozen), or, when
-    ``denoiser`` is None, the student's diagonal :math:`\hat\delta(x, t, t)` (self-distillation).
-    All calls run under ``torch.no_grad()``.
-    """
-
-    def __init__(self, denoiser: Denoiser | None) -> None:
-        self.denoiser = denoiser
-        if isinstance(denoiser, nn.Module):
-            denoiser.eval()
-            denoiser.requires_grad_(False)
-
-    @torch.no_grad()
-    def probs(
-        self, student: TwoTimeDenoiser, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]:
-        """D̂_t(x) on the simplex."""
-        if self.denoiser is None:
-            return delta_probs(student, x, t, t)
-        return denoised_probs(self.denoiser, x, t)
-
-    @torch.no_grad()
-    def velocity(
-        self,
-        student: TwoTimeDenoiser,
-        interpolant: Interpolant,
-        space: StateSpace,
-        x: Float[Tensor, "B L D"],
-        t: Float[Tensor, " B"],
-    ) -> Float[Tensor, "B L D"]:
-        """b_t(x) = (α'_t/α_t)·x + α_tρ'_t·embed(D̂_t(x)) in the state space; requires t < 1."""
-        return interpolant.velocity_from_denoiser(x, t, space.embed(self.probs(student, x, t)))
+def rows_of(pairs: TimePairs, index: Int[Tensor, " b"]) -> TimePairs:
+    """The sub-batch of ``pairs`` at the row indices ``index`` (no host synchronization)."""
+    pick = lambda v: v.index_select(0, index)  # noqa: E731
+    return TimePairs(
+        pick(pairs.s), pick(pairs.u), pick(pairs.t), pick(pairs.tau_s), pick(pairs.tau_u), pick(pairs.tau_t),
+        pick(pairs.diagonal), pick(pairs.boundary),
+    )
 
 
 class Distiller(ABC):
     """Abstract flow-map distiller; subclasses define the off-diagonal :meth:`target`.
 
     Args:
-        interpolant: the affine interpolant (α, β) of the teacher's flow.
-        schedule: t ↔ τ map used by the default time-pair sampler.
-        teacher: frozen FLM denoiser, or None for self-distillation.
-        pairs: time-pair sampler (default ``TimePairSampler(schedule)``, the reference law).
+        flow: the teacher's :class:`flowlm.Flow` (interpolant and t ↔ τ schedule).
+        teacher: frozen FLM denoiser built for ``flow``, or None for self-distillation.
+        pairs: time-pair sampler (default ``TimePairSampler(flow)``, the reference law).
         projection: policy for targets that leave the simplex (None = the target is on it).
         jvp: JVP backend for the derivative-based targets (default :class:`ExactJVP`).
     """
@@ -111,56 +84,55 @@ class Distiller(ABC):
 
     def __init__(
         self,
-        interpolant: Interpolant,
-        schedule: TimeSchedule,
+        flow: Flow,
         teacher: Denoiser | None = None,
         pairs: TimePairSampler | None = None,
         projection: str | None = None,
         jvp: JVPBackend | None = None,
     ) -> None:
+        if not isinstance(flow, Flow):
+            raise TypeError(
+                f"{type(self).__name__}(flow, teacher=...): flow must be a flowlm.Flow (e.g. "
+                f"Flow.decoding_error(Linear(), V)), got {type(flow).__name__}"
+            )
         if projection is not None and projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS} (or None for on-simplex targets), got {projection!r}")
-        self.interpolant = interpolant
-        self.schedule = schedule
-        self.teacher = Teacher(teacher)
-        self.pairs = pairs if pairs is not None else TimePairSampler(schedule)
+        if teacher is not None:
+            if not isinstance(teacher, Denoiser):
+                raise TypeError(f"teacher must be a flowlm Denoiser (or None for self-distillation), got {type(teacher).__name__}")
+            flow.check(teacher, "teacher")
+            if isinstance(teacher, nn.Module):
+                teacher.eval()
+                teacher.requires_grad_(False)
+        if pairs is not None and not (isinstance(pairs, TimePairSampler) and same_schedule(pairs.flow.schedule, flow.schedule)):
+            raise ValueError("pairs must be a TimePairSampler built on the distiller's flow: TimePairSampler(flow, ...)")
+        self.flow = flow
+        self.teacher = teacher
+        self.pairs = pairs if pairs is not None else TimePairSampler(flow)
         self.projection = projection
         self.jvp = jvp if jvp is not None else ExactJVP()
 
+    # ------------------------------------------------------------------ helpers for targets
+    @torch.no_grad()
+    def teacher_probs(
+        self, flow_map: FlowMap, x: Float[Tensor, "b L D"], t: Float[Tensor, " b"], tau: Float[Tensor, " b"]
+    ) -> Float[Tensor, "b L V"]:
+        """D̂_t(x) on the simplex: the teacher, or the student's diagonal δ̂(x, t, t) in self-distillation."""
+        if self.teacher is None:
+            return flow_map.delta.probs(x, t, t, tau_s=tau, tau_t=tau)
+        return self.teacher.probs(x, t, tau=tau)
+
     # ------------------------------------------------------------------ subclass API
-    def student_times(
-        self, s: Float[Tensor, " b"], t: Float[Tensor, " b"]
-    ) -> tuple[Float[Tensor, " b"], Float[Tensor, " b"]]:
-        """Times at which the student is fitted on off-diagonal rows (default: as drawn)."""
-        return s, t
+    def student_times(self, rows: TimePairs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(s, t, tau_s, tau_t)`` at which the student is fitted on off-diagonal rows (default: as drawn)."""
+        return rows.s, rows.t, rows.tau_s, rows.tau_t
 
     @abstractmethod
-    def target(
-        self,
-        student: TwoTimeDenoiser,
-        x: Float[Tensor, "b L D"],
-        s: Float[Tensor, " b"],
-        u: Float[Tensor, " b"],
-        t: Float[Tensor, " b"],
-        space: StateSpace,
-    ) -> Target:
-        """The stop-gradient target δ̄ for rows with s < t (called under ``torch.no_grad()``)."""
+    def target(self, flow_map: FlowMap, x: Float[Tensor, "b L D"], rows: TimePairs) -> Target:
+        """The stop-gradient target δ̄ for rows with s < t (called under ``torch.no_grad()``);
+        ``flow_map`` is the student's :class:`FlowMap` on the distiller's flow."""
 
     # ------------------------------------------------------------------ the objective
-    def noisy_state(
-        self,
-        tokens: Int[Tensor, "B L"],
-        s: Float[Tensor, " B"],
-        space: StateSpace,
-        dtype: torch.dtype,
-        generator: torch.Generator | None = None,
-    ) -> Float[Tensor, "B L D"]:
-        """x_s = α_s·x0 + β_s·x1 with x1 = space.one_hot(tokens), x0 = space.noise(B, L)."""
-        B, L = tokens.shape
-        x1 = space.one_hot(tokens).to(dtype)
-        x0 = space.noise(B, L, device=tokens.device, dtype=dtype, generator=generator)
-        return self.interpolant.sample(x1, s, x0)
-
     def loss(
         self,
         student: TwoTimeDenoiser,
@@ -168,64 +140,74 @@ class Distiller(ABC):
         space: StateSpace | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
-    ) -> tuple[Float[Tensor, ""], dict[str, float]]:
-        """Diagonal CE + off-diagonal target loss on one batch; returns (scalar loss, float metrics)."""
+    ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
+        """Diagonal CE + off-diagonal target loss on one batch; returns (scalar loss, tensor metrics)."""
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape [batch, length], got {tuple(tokens.shape)}")
+        fm = FlowMap(student, self.flow, space)
+        space = fm.space
         V = student.vocab_size
-        space = space if space is not None else OneHotSpace(V)
         if dtype is None:
             param = next(iter(student.parameters()), None) if isinstance(student, nn.Module) else None
             dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         B = tokens.shape[0]
         pairs = self.pairs(B, device=tokens.device, dtype=dtype, generator=generator)
-        x = self.noisy_state(tokens, pairs.s, space, dtype, generator)  # [B, L, D]
+        x = self.flow.noisy(tokens, tau=pairs.tau_s, space=space, generator=generator, dtype=dtype).xt  # [B, L, D]
 
-        diag, off = pairs.diagonal, pairs.off_diagonal
+        idx_d = pairs.diagonal.nonzero().squeeze(1)  # host sync 1
+        idx_o = pairs.off_diagonal.nonzero().squeeze(1)  # host sync 2
+        n_diag, n_off = idx_d.numel(), idx_o.numel()
         per_row = torch.zeros(B, device=tokens.device, dtype=torch.float32)
-        metrics: dict[str, float] = {}
+        zero = torch.zeros((), device=tokens.device)
+        metrics: dict[str, Tensor] = {}
 
-        n_diag = int(diag.sum())
         if n_diag:
-            xd, td = x[diag], pairs.t[diag]
-            logits_d = student(xd, td, td)  # [b, L, V]
-            if self.teacher.denoiser is None:
-                target_d = F.one_hot(tokens[diag], V).to(logits_d.dtype)
+            rows = rows_of(pairs, idx_d)
+            xd = x.index_select(0, idx_d)
+            logits_d = student(xd, rows.t, rows.t, tau_s=rows.tau_t, tau_t=rows.tau_t)  # [b, L, V]
+            if self.teacher is None:
+                target_d = F.one_hot(tokens.index_select(0, idx_d), V).to(logits_d.dtype)
             else:
-                target_d = self.teacher.probs(student, xd, td)
+                target_d = self.teacher_probs(fm, xd, rows.t, rows.tau_t)
             loss_d = soft_cross_entropy(logits_d, target_d)
-            per_row = per_row.index_put((diag.nonzero(as_tuple=True)[0],), loss_d.float())
-            metrics["loss_diagonal"] = float(loss_d.detach().mean())
+            per_row = per_row.index_put((idx_d,), loss_d.float())
+            metrics["loss_diagonal"] = loss_d.detach().mean()
 
         n_jvp = n_fwd = 0
-        if B - n_diag:
-            xo = x[off]
-            so, uo, to = pairs.s[off], pairs.u[off], pairs.t[off]
+        if n_off:
+            rows = rows_of(pairs, idx_o)
+            xo = x.index_select(0, idx_o)
             with torch.no_grad():
-                tgt = self.target(student, xo, so, uo, to, space)
-            s_st, t_st = self.student_times(so, to)
-            logits_o = student(xo, s_st, t_st)
-            loss_o = target_loss(logits_o, tgt.probs.detach(), self.projection)
+                tgt = self.target(fm, xo, rows)
+            probs = tgt.probs.detach()
+            torch._assert_async(
+                torch.isfinite(probs).all(),
+                f"{self.name} distiller: the target has NaN/inf entries (check the interpolant near t = 1 and "
+                "the JVP backend); refusing to project them",
+            )
+            s_st, t_st, tau_s_st, tau_t_st = self.student_times(rows)
+            logits_o = student(xo, s_st, t_st, tau_s=tau_s_st, tau_t=tau_t_st)
+            loss_o = target_loss(logits_o, probs, self.projection)
             if tgt.weight is not None:
                 loss_o = loss_o * tgt.weight.to(loss_o.dtype)
-            per_row = per_row.index_put((off.nonzero(as_tuple=True)[0],), loss_o.float())
-            metrics["loss_off_diagonal"] = float(loss_o.detach().mean())
-            metrics["target_negative_mass"] = float(tgt.probs.clamp(max=0).sum(-1).mean().neg())
+            per_row = per_row.index_put((idx_o,), loss_o.float())
+            metrics["loss_off_diagonal"] = loss_o.detach().mean()
+            metrics["target_negative_mass"] = probs.clamp(max=0).sum(-1).mean().neg()
             n_jvp, n_fwd = tgt.n_jvp, tgt.n_forward
 
         loss = per_row.mean()
         metrics.update(
-            loss=float(loss.detach()),
-            n_jvp=float(n_jvp),
-            n_target_forward=float(n_fwd),
-            diagonal_rows=float(n_diag),
-            off_diagonal_rows=float(B - n_diag),
+            loss=loss.detach(),
+            n_jvp=zero + n_jvp,
+            n_target_forward=zero + n_fwd,
+            diagonal_rows=zero + n_diag,
+            off_diagonal_rows=zero + n_off,
         )
         return loss, metrics
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.interpolant!r}, {self.schedule!r}, teacher="
-            f"{'self' if self.teacher.denoiser is None else type(self.teacher.denoiser).__name__}, "
+            f"{type(self).__name__}({self.flow!r}, teacher="
+            f"{'self' if self.teacher is None else type(self.teacher).__name__}, "
             f"projection={self.projection!r}, jvp={self.jvp!r})"
         )

@@ -21,10 +21,21 @@ update :math:`x^\star = \hat X_{t_i,t_{i+1}}(x_i)`, write the implied noise
     \ (\text{drawn by } \texttt{space.noise}).
 
 γ = 0 is the deterministic flow map; γ = 1 is multistep consistency sampling
-:math:`x_{i+1} = \beta\hat x_1 + \alpha\xi` (no flow-map pass needed). If
-:math:`\hat\varepsilon` is standard normal and independent of ξ the mixture keeps unit variance.
+:math:`x_{i+1} = \beta\hat x_1 + \alpha\xi` (no flow-map pass needed). **Only γ ∈ {0, 1} is exact:**
+with the exact flow map, γ = 0 transports the law of :math:`x_{t_i}` to that of
+:math:`x_{t_{i+1}}`, and γ = 1 draws :math:`\alpha\xi + \beta\hat x_1` with :math:`\hat x_1` an exact
+sample of the data (the one-step map's output is one-hot), which is the path's marginal. For
+0 < γ < 1 the implied noise :math:`\hat\varepsilon` is *not* a standard normal independent of
+:math:`\hat x_1` (given the endpoint it is a deterministic function of the state), so the mixture
+does not preserve the marginal even with exact maps (an independent audit measured the violation;
+``tests/test_flowmaps.py`` checks that γ ∈ {0, 1} keep the marginal with exact maps; on its small
+toy law the 0 < γ < 1 deviation is below the Monte-Carlo noise, so no test asserts it).
 Each network call counts as one function evaluation (``nfe``): ``N`` for γ = 0 or 1, ``2N − 1``
-for 0 < γ < 1.
+for 0 < γ < 1. γ has no effect at one step.
+
+The τ grid is built in at least float32 whatever the state's dtype (a bf16 grid has duplicate
+times). ``order = inf``: with the exact two-time denoiser the result does not depend on N; the
+error of a trained map comes from the map, not from the steps.
 """
 
 from __future__ import annotations
@@ -35,53 +46,56 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm.flowmaps.two_time import TwoTimeDenoiser
-from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.samplers import SamplerOutput
-from flowlm.samplers.base import network_probs
-from flowlm.states import OneHotSpace, StateSpace
+from flowlm.denoisers import TwoTimeDenoiser
+from flowlm.flow import Flow
+from flowlm.flowmaps.two_time import FlowMap
+from flowlm.samplers.base import Sampler, SamplerOutput, time_dtype
+from flowlm.states import StateSpace
 
 __all__ = ["FlowMapSampler"]
 
 
-class FlowMapSampler:
-    """``FlowMapSampler(n_steps, gamma)(delta, interpolant, schedule, x0, space=None) -> SamplerOutput``."""
+class FlowMapSampler(Sampler):
+    """``FlowMapSampler(n_steps, gamma)(delta, flow, x0, *, space=None, ...) -> SamplerOutput``."""
+
+    order = math.inf
+    expects = TwoTimeDenoiser
 
     def __init__(self, n_steps: int = 1, gamma: float = 0.0) -> None:
-        if int(n_steps) < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1] (0 = deterministic, 1 = full re-noising), got {gamma}")
         self.n_steps = int(n_steps)
         self.gamma = float(gamma)
 
-    @torch.no_grad()
-    def __call__(
+    def run(
         self,
         delta: TwoTimeDenoiser,
-        interpolant: Interpolant,
-        schedule: TimeSchedule,
+        flow: Flow,
         x0: Float[Tensor, "B L D"],
-        space: StateSpace | None = None,
-        generator: torch.Generator | None = None,
+        space: StateSpace,
+        trajectory: list[Tensor] | None,
+        generator: torch.Generator | None,
     ) -> SamplerOutput:
-        if x0.ndim != 3:
-            raise ValueError(f"x0 must have shape [batch, length, state_dim], got {tuple(x0.shape)}")
-        space = space if space is not None else OneHotSpace(delta.vocab_size)
+        fm = FlowMap(delta, flow, space)
         B, L = x0.shape[0], x0.shape[1]
-        grid = schedule.grid(self.n_steps, device=x0.device, dtype=x0.dtype)  # [N + 1]
-        one = torch.ones(B, device=x0.device, dtype=x0.dtype)
+        grid, taus = flow.grid(self.n_steps, device=x0.device, dtype=time_dtype(x0))  # [N + 1], >= float32
+        one = torch.ones(B, device=x0.device, dtype=grid.dtype)
         x, nfe, g = x0, 0, self.gamma
+        if trajectory is not None:
+            trajectory.append(x)
         for i in range(self.n_steps - 1):
             s, t = grid[i] * one, grid[i + 1] * one  # [B]
+            tau_s, tau_t = taus[i] * one, taus[i + 1] * one
             if g < 1.0:
-                x_det = interpolant.flow_map_from_delta(x, s, t, network_probs(delta, x, s, t, space=space))
+                x_det = fm.X(x, s, t, tau_s=tau_s, tau_t=tau_t)
                 nfe += 1
             if g > 0.0:
-                x1_hat = network_probs(delta, x, s, one, space=space)  # clean estimate δ̂_{t_i,1}(x)
+                x1_hat = delta.probs(x, s, one, tau_s=tau_s, tau_t=one, space=space)  # clean estimate δ̂_{t_i,1}(x)
                 nfe += 1
-                a, b = interpolant.alpha(grid[i + 1]), interpolant.beta(grid[i + 1])
+                a = flow.interpolant.alpha(grid[i + 1]).to(x.dtype)
+                b = flow.interpolant.beta(grid[i + 1]).to(x.dtype)
                 xi = space.noise(B, L, device=x0.device, dtype=x0.dtype, generator=generator)
                 if g < 1.0:
                     eps_hat = (x_det - b * x1_hat) / a
@@ -90,10 +104,13 @@ class FlowMapSampler:
                     x = b * x1_hat + a * xi
             else:
                 x = x_det
-        s = grid[self.n_steps - 1] * one
-        probs = network_probs(delta, x, s, one)  # δ̂_{t_{N−1},1}(x)  [B, L, V]
+            x = x.to(x0.dtype)
+            if trajectory is not None:
+                trajectory.append(x)
+        s, tau_s = grid[self.n_steps - 1] * one, taus[self.n_steps - 1] * one
+        probs = delta.probs(x, s, one, tau_s=tau_s, tau_t=one)  # δ̂_{t_{N−1},1}(x)  [B, L, V]
         nfe += 1
-        return SamplerOutput(probs=probs, tokens=probs.argmax(dim=-1), nfe=nfe)
+        return SamplerOutput(probs=probs, tokens=probs.argmax(dim=-1), nfe=nfe, times=grid[:-1], trajectory=trajectory)
 
     def __repr__(self) -> str:
         return f"FlowMapSampler(n_steps={self.n_steps}, gamma={self.gamma})"

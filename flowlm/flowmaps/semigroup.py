@@ -20,13 +20,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from flowlm.denoisers import Denoiser
+from flowlm.flow import Flow
 from flowlm.flowmaps.distiller import Distiller, Target
-from flowlm.flowmaps.jvp import JVPBackend
-from flowlm.flowmaps.time_pairs import TimePairSampler
-from flowlm.flowmaps.two_time import TwoTimeDenoiser, delta_probs
+from flowlm.flowmaps.time_pairs import TimePairs, TimePairSampler
+from flowlm.flowmaps.two_time import FlowMap
 from flowlm.interpolants.base import Interpolant, expand_time
-from flowlm.interpolants.schedule import TimeSchedule
-from flowlm.states import StateSpace
 
 __all__ = ["SemigroupDistiller", "safe_semigroup_weight"]
 
@@ -44,27 +42,12 @@ class SemigroupDistiller(Distiller):
 
     name = "semigroup"
 
-    def __init__(
-        self,
-        interpolant: Interpolant,
-        schedule: TimeSchedule,
-        teacher: Denoiser | None = None,
-        pairs: TimePairSampler | None = None,
-        jvp: JVPBackend | None = None,
-    ) -> None:
-        super().__init__(interpolant, schedule, teacher=teacher, pairs=pairs, projection=None, jvp=jvp)
+    def __init__(self, flow: Flow, teacher: Denoiser | None = None, pairs: TimePairSampler | None = None) -> None:
+        super().__init__(flow, teacher=teacher, pairs=pairs, projection=None, jvp=None)
 
-    def target(
-        self,
-        student: TwoTimeDenoiser,
-        x: Float[Tensor, "b L D"],
-        s: Float[Tensor, " b"],
-        u: Float[Tensor, " b"],
-        t: Float[Tensor, " b"],
-        space: StateSpace,
-    ) -> Target:
-        p_su = delta_probs(student, x, s, u)  # δ̂_{s,u}(x)            [b, L, V]
-        x_u = self.interpolant.flow_map_from_delta(x, s, u, space.embed(p_su))  # X̂_{s,u}(x)  [b, L, D]
-        p_ut = delta_probs(student, x_u, u, t)  # δ̂_{u,t}(X̂_{s,u}(x))   [b, L, V]
-        w = expand_time(safe_semigroup_weight(self.interpolant, s, u, t), p_su)  # [b, 1, 1]
+    def target(self, flow_map: FlowMap, x: Float[Tensor, "b L D"], rows: TimePairs) -> Target:
+        s, u, t = rows.s, rows.u, rows.t
+        x_u, p_su = flow_map.X(x, s, u, tau_s=rows.tau_s, tau_t=rows.tau_u, return_delta=True)  # X̂_{s,u}(x), δ̂_{s,u}(x)
+        p_ut = flow_map.delta.probs(x_u, u, t, tau_s=rows.tau_u, tau_t=rows.tau_t)  # δ̂_{u,t}(X̂_{s,u}(x))  [b, L, V]
+        w = expand_time(safe_semigroup_weight(self.flow.interpolant, s, u, t), p_su)  # [b, 1, 1]
         return Target(probs=w * p_su + (1.0 - w) * p_ut, n_jvp=0, n_forward=2)

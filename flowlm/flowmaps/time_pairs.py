@@ -10,7 +10,9 @@ Each row of a batch is one of three kinds (reference defaults, DESIGN §1):
 The intermediate time ``u`` (used by the semigroup target) is the τ-midpoint
 ``τ_u = (τ_s + τ_t)/2`` by default, or the t-midpoint ``u = (s + t)/2``, or ``τ_u ~ U[τ_s, τ_t]``.
 Row kinds are assigned by stratified draws, so each batch holds close to the requested fractions.
-All times are interpolation times ``t`` (mapped from τ by the schedule).
+The draws are made in model time τ and mapped to interpolation time by the flow's schedule; both
+are kept (``tau_s, tau_u, tau_t`` next to ``s, u, t``), so a network receives the τ that was drawn
+(no τ → t → τ round trip).
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from flowlm.interpolants.schedule import TimeSchedule, stratified_uniform
+from flowlm.flow import Flow
+from flowlm.interpolants.schedule import stratified_uniform
 
 __all__ = ["TimePairs", "TimePairSampler"]
 
 _INTERMEDIATE = ("tau_midpoint", "t_midpoint", "uniform")
-_GAPS = ("uniform",)
 
 
 @dataclass(frozen=True)
 class TimePairs:
-    """Times ``s ≤ u ≤ t`` (each ``[B]``) and the row masks (each ``[B]``, boolean).
+    """Interpolation times ``s ≤ u ≤ t``, their model times ``tau_s ≤ tau_u ≤ tau_t`` (each ``[B]``)
+    and the row masks (each ``[B]``, boolean).
 
     ``diagonal``: s = u = t; ``boundary``: (s, t) = (0, 1); ``off_diagonal`` = not diagonal
     (boundary rows are off-diagonal too).
@@ -40,6 +43,9 @@ class TimePairs:
     s: Float[Tensor, " B"]
     u: Float[Tensor, " B"]
     t: Float[Tensor, " B"]
+    tau_s: Float[Tensor, " B"]
+    tau_u: Float[Tensor, " B"]
+    tau_t: Float[Tensor, " B"]
     diagonal: Bool[Tensor, " B"]
     boundary: Bool[Tensor, " B"]
 
@@ -50,32 +56,32 @@ class TimePairs:
     def __len__(self) -> int:
         return int(self.s.shape[0])
 
-    def select(self, rows: Bool[Tensor, " B"]) -> "TimePairs":
-        """The sub-batch of the rows where ``rows`` is True."""
-        return TimePairs(self.s[rows], self.u[rows], self.t[rows], self.diagonal[rows], self.boundary[rows])
-
     @staticmethod
-    def off(s: Float[Tensor, " B"], t: Float[Tensor, " B"], u: Float[Tensor, " B"] | None = None) -> "TimePairs":
-        """Explicit off-diagonal pairs (u defaults to the t-midpoint); handy in notebooks and tests."""
+    def off(
+        flow: Flow, s: Float[Tensor, " B"], t: Float[Tensor, " B"], u: Float[Tensor, " B"] | None = None
+    ) -> "TimePairs":
+        """Explicit pairs at interpolation times (u defaults to the t-midpoint; τ from the flow's
+        schedule); handy in notebooks and tests."""
         u = 0.5 * (s + t) if u is None else u
-        diag = s == t
-        return TimePairs(s, u, t, diag, (s == 0) & (t == 1))
+        tau = flow.schedule.tau_of_t
+        return TimePairs(s, u, t, tau(s), tau(u), tau(t), s == t, (s == 0) & (t == 1))
 
 
 class TimePairSampler:
     """Draws :class:`TimePairs` for a batch; see the module docstring for the law.
 
-    ``TimePairSampler(schedule)(batch, device=..., dtype=..., generator=...)``.
+    ``TimePairSampler(flow)(batch, device=..., dtype=..., generator=...)``.
     """
 
     def __init__(
         self,
-        schedule: TimeSchedule,
+        flow: Flow,
         diagonal_fraction: float = 0.5,
         boundary_fraction: float = 1.0 / 64.0,
-        gap: str = "uniform",
         intermediate: str = "tau_midpoint",
     ) -> None:
+        if not isinstance(flow, Flow):
+            raise TypeError(f"TimePairSampler(flow): flow must be a flowlm.Flow, got {type(flow).__name__}")
         if not (0.0 <= diagonal_fraction <= 1.0 and 0.0 <= boundary_fraction <= 1.0):
             raise ValueError(
                 f"diagonal_fraction and boundary_fraction must lie in [0, 1], got {diagonal_fraction}, {boundary_fraction}"
@@ -85,14 +91,11 @@ class TimePairSampler:
                 f"diagonal_fraction + boundary_fraction = {diagonal_fraction + boundary_fraction} > 1; "
                 "lower one of them (the rest of the batch is off-diagonal)"
             )
-        if gap not in _GAPS:
-            raise ValueError(f"gap must be one of {_GAPS}, got {gap!r}")
         if intermediate not in _INTERMEDIATE:
             raise ValueError(f"intermediate must be one of {_INTERMEDIATE}, got {intermediate!r}")
-        self.schedule = schedule
+        self.flow = flow
         self.diagonal_fraction = float(diagonal_fraction)
         self.boundary_fraction = float(boundary_fraction)
-        self.gap = gap
         self.intermediate = intermediate
 
     def __call__(
@@ -122,25 +125,31 @@ class TimePairSampler:
         tau_s = torch.where(diagonal, tau_diag, torch.where(boundary, zero, tau_s))
         tau_t = torch.where(diagonal, tau_diag, torch.where(boundary, one, tau_t))
 
-        s = self.schedule.t_of_tau(tau_s)
-        t = self.schedule.t_of_tau(tau_t)
+        schedule = self.flow.schedule
+        s = schedule.t_of_tau(tau_s)
+        t = schedule.t_of_tau(tau_t)
         # exact endpoints (a numerical inverse can be off by an ulp)
         s = torch.where(tau_s == 0, zero, s)
         t = torch.where(tau_t == 1, one, t)
         t = torch.where(diagonal, s, torch.maximum(t, s))
 
         if self.intermediate == "tau_midpoint":
-            u = self.schedule.t_of_tau(0.5 * (tau_s + tau_t))
+            tau_u = 0.5 * (tau_s + tau_t)
+            u = schedule.t_of_tau(tau_u)
         elif self.intermediate == "t_midpoint":
             u = 0.5 * (s + t)
+            tau_u = schedule.tau_of_t(u)
         else:  # uniform in τ between τ_s and τ_t
-            u = self.schedule.t_of_tau(tau_s + rand() * (tau_t - tau_s))
+            tau_u = tau_s + rand() * (tau_t - tau_s)
+            u = schedule.t_of_tau(tau_u)
         u = torch.minimum(torch.maximum(u, s), t)
         u = torch.where(diagonal, s, u)
-        return TimePairs(s=s, u=u, t=t, diagonal=diagonal, boundary=boundary)
+        tau_t = torch.where(diagonal, tau_s, torch.maximum(tau_t, tau_s))
+        tau_u = torch.where(diagonal, tau_s, torch.minimum(torch.maximum(tau_u, tau_s), tau_t))
+        return TimePairs(s=s, u=u, t=t, tau_s=tau_s, tau_u=tau_u, tau_t=tau_t, diagonal=diagonal, boundary=boundary)
 
     def __repr__(self) -> str:
         return (
-            f"TimePairSampler({self.schedule!r}, diagonal_fraction={self.diagonal_fraction}, "
-            f"boundary_fraction={self.boundary_fraction}, gap={self.gap!r}, intermediate={self.intermediate!r})"
+            f"TimePairSampler({self.flow!r}, diagonal_fraction={self.diagonal_fraction}, "
+            f"boundary_fraction={self.boundary_fraction}, intermediate={self.intermediate!r})"
         )

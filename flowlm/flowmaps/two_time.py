@@ -1,38 +1,33 @@
-r"""Two-time denoisers and the flow maps they parameterize.
+r"""Flow maps of two-time denoisers.
 
-A *two-time denoiser* maps a state and a pair of interpolation times to per-token logits:
-``delta(x: [B, L, D], s: [B], t: [B]) -> logits [B, L, V]``; ``softmax(logits)`` estimates
-:math:`\delta_{s,t}(x)`, a point of the probability simplex per token (D = V in the one-hot
-space; D = d when the state is the projection ``x @ E``).
-
-The flow map is recovered losslessly (DESIGN §1):
+A *two-time denoiser* (:class:`flowlm.denoisers.TwoTimeDenoiser`) maps a state and a pair of
+interpolation times to per-token logits whose softmax estimates :math:`\delta_{s,t}(x)`, a point
+of the probability simplex per token. The flow map is recovered losslessly (DESIGN §1):
 
 .. math::
     X_{s,t}(x) = c_x\,x + c_\delta\,\mathrm{embed}(\delta_{s,t}(x)),\qquad
     c_x = \alpha_t/\alpha_s,\quad c_\delta = \beta_t - \alpha_t\beta_s/\alpha_s = \alpha_t(\rho_t-\rho_s),
 
 finite at ``t = 1`` (``c_x = 0``, ``c_δ = 1``), and the *average velocity* is
-:math:`v_{s,t}(x) = (X_{s,t}(x) - x)/(t - s)`. All conversions below hold for any affine
-interpolant and act on states, so in a projected space they carry ``embed(δ)`` rather than δ.
+:math:`v_{s,t}(x) = (X_{s,t}(x) - x)/(t - s)`. :class:`FlowMap` is the object the distillers and
+the few-step sampler call; the free functions below are the same algebra on given tensors, for
+any affine interpolant, acting on states (in a projected space they carry ``embed(δ)``).
 """
 
 from __future__ import annotations
-
-from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from flowlm._checks import check_batch_times
-from flowlm.denoisers import probs_from_logits
+from flowlm.denoisers import TwoTimeDenoiser
+from flowlm.flow import Flow
 from flowlm.interpolants.base import Interpolant, expand_time
 from flowlm.states import OneHotSpace, StateSpace
 
 __all__ = [
-    "TwoTimeDenoiser",
     "FlowMap",
-    "delta_probs",
     "flow_map_from_delta",
     "delta_from_flow_map",
     "average_velocity_from_flow_map",
@@ -40,24 +35,6 @@ __all__ = [
     "average_velocity_from_delta",
     "delta_from_average_velocity",
 ]
-
-
-@runtime_checkable
-class TwoTimeDenoiser(Protocol):
-    """``delta(x, s, t) -> logits`` with ``x: [B, L, D]``, ``s, t: [B]`` (interpolation times, s ≤ t)."""
-
-    vocab_size: int
-
-    def __call__(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]: ...
-
-
-def delta_probs(
-    delta: TwoTimeDenoiser, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
-) -> Float[Tensor, "B L V"]:
-    """δ̂_{s,t}(x) = softmax of the two-time denoiser's logits (computed in at least float32)."""
-    return probs_from_logits(delta(x, s, t), x.dtype)
 
 
 # --------------------------------------------------------------------------- conversions
@@ -121,42 +98,67 @@ def delta_from_average_velocity(
 
 # --------------------------------------------------------------------------- the flow map object
 class FlowMap:
-    r"""The flow map :math:`\hat X_{s,t}` of a two-time denoiser under an affine interpolant.
+    r"""The flow map :math:`\hat X_{s,t}` of a two-time denoiser on a flow.
 
-    ``FlowMap(delta, interpolant, space)(x, s, t)`` returns
+    ``FlowMap(delta, flow, space=None).X(x, s, t)`` (also ``fm(x, s, t)``) returns
     :math:`\hat X_{s,t}(x) = (\alpha_t/\alpha_s)x + (\beta_t - \alpha_t\beta_s/\alpha_s)\,
-    \mathrm{embed}(\mathrm{softmax}\,\hat\delta(x,s,t))` with shapes ``x: [B, L, D]``,
-    ``s, t: [B]``. ``space`` defaults to :class:`~flowlm.states.OneHotSpace`.
+    \mathrm{embed}(\hat\delta_{s,t}(x))` with ``x: [B, L, D]``, ``s, t: [B]`` (s ≤ t). ``space``
+    defaults to the one-hot space of δ̂'s vocabulary. ``delta`` must have been built for ``flow``.
     """
 
-    def __init__(
-        self, delta: TwoTimeDenoiser, interpolant: Interpolant, space: StateSpace | None = None
-    ) -> None:
+    def __init__(self, delta: TwoTimeDenoiser, flow: Flow, space: StateSpace | None = None) -> None:
+        if not isinstance(delta, TwoTimeDenoiser):
+            raise TypeError(
+                f"FlowMap needs a flowlm TwoTimeDenoiser (subclass flowlm.denoisers.TwoTimeDenoiser), got {type(delta).__name__}"
+            )
+        if not isinstance(flow, Flow):
+            raise TypeError(f"FlowMap(delta, flow): flow must be a flowlm.Flow, got {type(flow).__name__}")
+        flow.check(delta, "two-time denoiser")
+        if space is not None and space.vocab_size != delta.vocab_size:
+            raise ValueError(f"state space vocabulary ({space.vocab_size}) differs from δ̂'s ({delta.vocab_size})")
         self.delta = delta
-        self.interpolant = interpolant
+        self.flow = flow
         self.space = space if space is not None else OneHotSpace(delta.vocab_size)
 
-    def probs(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]:
-        """δ̂_{s,t}(x) on the simplex."""
+    @property
+    def vocab_size(self) -> int:
+        return self.delta.vocab_size
+
+    def X(
+        self,
+        x: Float[Tensor, "B L D"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Float[Tensor, " B"] | None = None,
+        tau_t: Float[Tensor, " B"] | None = None,
+        return_delta: bool = False,
+    ) -> Float[Tensor, "B L D"] | tuple[Float[Tensor, "B L D"], Float[Tensor, "B L V"]]:
+        """X̂_{s,t}(x); with ``return_delta`` also δ̂_{s,t}(x) ``[B, L, V]`` (one network pass for both).
+        ``tau_s, tau_t``: the model times, passed on to the network when the caller holds them."""
         check_batch_times("s", s, x.shape[0])
         check_batch_times("t", t, x.shape[0])
         if not torch.compiler.is_compiling() and bool((s > t).any()):
             raise ValueError("a flow map step needs s <= t (s is the start time, t the end time); swap them")
-        return delta_probs(self.delta, x, s, t)
+        if return_delta:
+            probs = self.delta.probs(x, s, t, tau_s=tau_s, tau_t=tau_t)
+            return self.combine(x, s, t, probs), probs
+        emb = self.delta.probs(x, s, t, tau_s=tau_s, tau_t=tau_t, space=self.space)
+        return self.flow.interpolant.flow_map_from_delta(x, s, t, emb)
 
-    def __call__(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+    __call__ = X
+
+    def combine(
+        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], probs: Float[Tensor, "B L V"]
     ) -> Float[Tensor, "B L D"]:
-        """X̂_{s,t}(x) = c_x·x + c_δ·embed(δ̂_{s,t}(x))."""
-        return flow_map_from_delta(self.interpolant, x, s, t, self.space.embed(self.probs(x, s, t)))
+        """c_x·x + c_δ·embed(probs): the flow map for δ̂ values already computed (e.g. the primal of a JVP)."""
+        return self.flow.interpolant.flow_map_from_delta(x, s, t, self.space.embed(probs))
 
     def average_velocity(
         self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
     ) -> Float[Tensor, "B L D"]:
         """v̂_{s,t}(x) = (X̂_{s,t}(x) − x)/(t − s); requires s < t."""
-        return average_velocity_from_flow_map(x, s, t, self(x, s, t))
+        return average_velocity_from_flow_map(x, s, t, self.X(x, s, t))
 
     def __repr__(self) -> str:
-        return f"FlowMap({self.delta!r}, {self.interpolant!r}, {self.space!r})"
+        return f"FlowMap({type(self.delta).__name__}, {self.flow!r}, {self.space!r})"

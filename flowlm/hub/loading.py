@@ -181,7 +181,7 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
         raise RunError(f"this network has {model.config.time_features} sinusoidal time features; a flowlm run "
                        "stores 256 (use flowlm.hub.save_pretrained for it instead)")
     cfg = run_config_for(model, tokenizer)
-    kind = "fmlm" if type(model).__name__ == "FMLM" else "flm"
+    kind = model.kind
     spec = tokenizer.spec()
     if cfg.dit_config(tokenizer.vocab_size, two_time=kind == "fmlm") != model.config:
         raise RunError("internal: the run config does not reproduce the model's DiT config")

@@ -123,6 +123,7 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
     from safetensors.torch import load_file
 
     from flowlm.data.tokenizers import tokenizer_from_spec
+    from flowlm.flow import Flow
     from flowlm.interpolants import Cosine, DecodingErrorSchedule, IdentitySchedule, Linear
     from flowlm.models import FLM, FMLM
     from flowlm.nets import DiTConfig
@@ -148,7 +149,8 @@ def from_pretrained(directory: str | os.PathLike, *, device: str | torch.device 
     interpolant = {"linear": Linear, "cosine": Cosine}[meta["interpolant"]]()
     schedule = (DecodingErrorSchedule(dit.vocab_size, interpolant) if meta["schedule"] == "decoding_error"
                 else IdentitySchedule())
-    model = (FMLM if meta["kind"] == "fmlm" else FLM)(dit, interpolant, schedule, projected=meta["projected"])
+    flow = Flow(interpolant, schedule)
+    model = (FMLM if meta["kind"] == "fmlm" else FLM)(dit, flow, projected=meta["projected"])
     model.net.load_state_dict(load_file(str(folder / "model.safetensors")))
     model.tokenizer = tokenizer_from_spec(meta["tokenizer"]) if meta.get("tokenizer") else None
     return model.to(device).eval()

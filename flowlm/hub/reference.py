@@ -226,12 +226,15 @@ def load_reference(
     needed for the weights. The model is in eval mode on ``device``; ``model.tokenizer_name`` names
     its tokenizer (``None`` if unknown) and ``model.source`` records ``(path, weights)``.
     """
+    from flowlm.flow import Flow
+    from flowlm.interpolants import Linear
     from flowlm.models import FLM, FMLM
 
     state, config, kind = reference_state_dict(path, trust_pickle=trust_pickle, weights=weights)
     cfg = infer_config(state, config)
     net_state = _network_state(state, cfg)
-    model = (FMLM if cfg.two_time else FLM)(cfg)
+    flow = Flow.decoding_error(Linear(), cfg.vocab_size)  # the authors' flow: Linear on the decoding-error τ of V
+    model = (FMLM if cfg.two_time else FLM)(cfg, flow)
     missing, unexpected = model.net.load_state_dict(net_state, strict=False)
     if missing or unexpected:
         raise ReferenceCheckpointError(

@@ -28,7 +28,6 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm._checks import check_unit_interval
 
 __all__ = ["Interpolant", "FunctionInterpolant", "expand_time"]
 
@@ -85,14 +84,6 @@ class Interpolant(ABC):
     def rho_dot(self, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
         """dρ/dt = (β'α − βα')/α²."""
         return self.alpha_rho_dot(t) / self.alpha(t)
-
-    # ----------------------------------------------------------------- sampling x_t
-    def sample(
-        self, x1: Float[Tensor, "B L V"], t: Float[Tensor, " B"], noise: Float[Tensor, "B L V"]
-    ) -> Float[Tensor, "B L V"]:
-        """x_t = α(t)·noise + β(t)·x1."""
-        check_unit_interval("t", t)
-        return expand_time(self.alpha(t), x1) * noise + expand_time(self.beta(t), x1) * x1
 
     # ----------------------------------------------------------------- velocity <-> denoiser
     def velocity_from_denoiser(

@@ -1,12 +1,13 @@
 r"""FLM: a flow language model = interpolant + time schedule + network denoiser (+ sampler).
 
 Training (DESIGN §1): per sequence draw model time :math:`\tau\sim U[0,1]` (stratified over the
-batch), set :math:`t = t(\tau)`, build the noisy state in the model's state space
+batch), set :math:`t = t(\tau)`, build the noisy state in the model's state space with
+``flow.noisy(tokens, tau=τ, space=space)``
 
 .. math::
     x_t = \alpha(t)\,x_0 + \beta(t)\,x_1 \quad(\text{projected: } h_t = \alpha(t)\,x_0E + \beta(t)\,E[\text{tokens}]),
 
-and minimize the token-level cross-entropy of ``net(h_t, τ)`` against the clean tokens
+and minimize the token-level cross-entropy of ``net(h_t, τ)`` (the drawn τ, no round trip) against the clean tokens
 (:func:`flowlm.denoisers.flm_loss`, no time weighting; computed by the chunked
 :func:`flowlm.nets.linear_softcap_cross_entropy`, which never forms the ``[B, L, V]`` logits). With ``projected=True`` (default) the
 noise is drawn directly as :math:`x_0E\sim\mathcal N(0,E^\top E)` (:class:`~flowlm.nets.ProjectedSpace`).
@@ -20,8 +21,8 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from flowlm.interpolants import Interpolant, TimeSchedule, stratified_uniform
-from flowlm.interpolants.base import expand_time
+from flowlm.flow import Flow
+from flowlm.interpolants import stratified_uniform
 from flowlm.models.base import FlowModel
 from flowlm.nets import DiTConfig, NetDenoiser, linear_softcap_cross_entropy
 
@@ -31,33 +32,19 @@ __all__ = ["FLM"]
 class FLM(FlowModel):
     """A flow language model.
 
-    Attributes: ``net`` (:class:`~flowlm.nets.DiT`), ``space`` (where the flow's state lives),
-    ``interpolant``, ``schedule`` (t ↔ τ), ``denoiser`` (``den(x, t) -> logits``), ``vocab_size``,
-    ``config``.
+    Attributes: ``net`` (:class:`~flowlm.nets.DiT`), ``flow`` (interpolant + t ↔ τ schedule),
+    ``space`` (where the flow's state lives), ``denoiser`` (``den(x, t) -> logits``),
+    ``vocab_size``, ``config``, ``kind = "flm"``.
     """
 
-    def __init__(
-        self,
-        config: DiTConfig,
-        interpolant: Interpolant | None = None,
-        schedule: TimeSchedule | None = None,
-        projected: bool = True,
-    ) -> None:
+    kind = "flm"
+
+    def __init__(self, config: DiTConfig, flow: Flow | None = None, projected: bool = True) -> None:
         if config.two_time:
             raise ValueError("FLM needs a single-time DiT (two_time=False); two-time nets belong to FMLM")
-        super().__init__(config, interpolant, schedule, projected)
+        super().__init__(config, flow, projected)
         # a view of self.net, not a second registered submodule (state_dict keys stay net.*)
-        object.__setattr__(self, "denoiser", NetDenoiser(self.net, self.schedule, self.space))
-
-    def noisy_state(
-        self, tokens: Int[Tensor, "B L"], t: Tensor, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """x_t = α(t)·x0 + β(t)·x1 in the model's state space (``[B, L, d]`` projected, else ``[B, L, V]``)."""
-        B, L = tokens.shape
-        x1 = self.space.one_hot(tokens)  # [B, L, D]
-        x0 = self.space.noise(B, L, device=tokens.device, dtype=x1.dtype, generator=generator)  # [B, L, D]
-        a, b = self.interpolant.alpha(t).to(x1.dtype), self.interpolant.beta(t).to(x1.dtype)
-        return x0.mul_(expand_time(a, x1)).addcmul_(expand_time(b, x1), x1)  # x0 is fresh: update in place
+        object.__setattr__(self, "denoiser", NetDenoiser(self.net, self.flow, self.space))
 
     def loss(
         self,
@@ -69,9 +56,8 @@ class FLM(FlowModel):
         B = tokens.shape[0]
         dev = tokens.device
         tau = stratified_uniform(B, device=dev, generator=generator)  # [B], model time
-        t = self.schedule.t_of_tau(tau.double()).float()  # [B], interpolation time
-        xt = self.noisy_state(tokens, t, generator=generator)  # [B, L, D]
-        features = self.net(self.denoiser.project(xt), tau, return_features=True)  # [B, L, d]
+        path = self.flow.noisy(tokens, tau=tau, space=self.space, generator=generator, dtype=self.net.E.dtype)
+        features = self.net(self.denoiser.project(path.xt), tau, return_features=True)  # [B, L, d], τ as drawn
         # = flm_loss(net(h, τ), tokens, mask), without materializing [B, L, V] logits
         loss = linear_softcap_cross_entropy(
             features, self.net.head.weight, self.net.head.bias, tokens, mask, cap=self.config.out_softcap
@@ -82,22 +68,14 @@ class FLM(FlowModel):
         """The scalar FLM loss (so ``FLM`` can be wrapped by data-parallel / compile tools)."""
         return self.loss(tokens, mask)[0]
 
-    @torch.no_grad()
-    def sample(
-        self,
-        batch: int,
-        length: int,
-        n_steps: int,
-        sampler: Any = None,
-        generator: torch.Generator | None = None,
-    ):
-        """Generate ``batch`` sequences of ``length`` tokens with ``n_steps`` sampler steps.
+    @property
+    def model_fn(self) -> NetDenoiser:
+        return self.denoiser
 
-        Default sampler: :class:`flowlm.samplers.EulerSampler` on the model's state space.
-        Returns the sampler's ``SamplerOutput(probs, tokens, nfe)``.
-        """
-        if sampler is None:
-            from flowlm.samplers import EulerSampler
+    def default_sampler(self, n_steps: int, gamma: float) -> Any:
+        """Euler on the τ grid (:class:`flowlm.samplers.EulerSampler`); γ is a flow-map option."""
+        if gamma:
+            raise ValueError(f"gamma (re-noising) applies to flow-map sampling (FMLM); an FLM samples with gamma=0, got {gamma}")
+        from flowlm.samplers import EulerSampler
 
-            sampler = EulerSampler(n_steps)
-        return self._run_sampler(sampler, self.denoiser, batch, length, generator)
+        return EulerSampler(n_steps)

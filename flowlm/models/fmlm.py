@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowlm.interpolants import Interpolant, TimeSchedule
+from flowlm.flow import Flow
 from flowlm.models.base import FlowModel
 from flowlm.nets import DiTConfig, NetTwoTimeDenoiser
 
@@ -21,21 +21,17 @@ __all__ = ["FMLM"]
 
 
 class FMLM(FlowModel):
-    """A few-step generator. Attributes: ``net`` (two-time DiT), ``space``, ``interpolant``,
-    ``schedule``, ``delta`` (``delta(x, s, t) -> logits``), ``vocab_size``, ``config``."""
+    """A few-step generator. Attributes: ``net`` (two-time DiT), ``flow``, ``space``, ``delta``
+    (``delta(x, s, t) -> logits``), ``vocab_size``, ``config``, ``kind = "fmlm"``."""
 
-    def __init__(
-        self,
-        config: DiTConfig,
-        interpolant: Interpolant | None = None,
-        schedule: TimeSchedule | None = None,
-        projected: bool = True,
-    ) -> None:
+    kind = "fmlm"
+
+    def __init__(self, config: DiTConfig, flow: Flow | None = None, projected: bool = True) -> None:
         if not config.two_time:
             config = config.replace(two_time=True)
-        super().__init__(config, interpolant, schedule, projected)
+        super().__init__(config, flow, projected)
         # a view of self.net, not a second registered submodule (state_dict keys stay net.*)
-        object.__setattr__(self, "delta", NetTwoTimeDenoiser(self.net, self.schedule, self.space))
+        object.__setattr__(self, "delta", NetTwoTimeDenoiser(self.net, self.flow, self.space))
 
     @classmethod
     def from_teacher(cls, flm: nn.Module) -> "FMLM":
@@ -43,7 +39,7 @@ class FMLM(FlowModel):
 
         The second embedder's last layer is zero, so emb₂(τ_t) = 0 and δ̂(x, s, t) = D̂(x, s) exactly.
         """
-        student = cls(flm.config.replace(two_time=True), flm.interpolant, flm.schedule, projected=flm.projected)
+        student = cls(flm.config.replace(two_time=True), flm.flow, projected=flm.projected)
         teacher_state = copy.deepcopy(flm.net.state_dict())
         missing, unexpected = student.net.load_state_dict(teacher_state, strict=False)
         if unexpected or any(not k.startswith("sigma_map_prime.") for k in missing):
@@ -58,19 +54,12 @@ class FMLM(FlowModel):
         """δ̂ logits at interpolation times (s, t)."""
         return self.delta(x, s, t)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        batch: int,
-        length: int,
-        n_steps: int = 1,
-        gamma: float = 0.0,
-        generator: torch.Generator | None = None,
-        sampler: Any = None,
-    ):
-        """``n_steps``-step generation with :class:`flowlm.flowmaps.FlowMapSampler` (γ: re-noising)."""
-        if sampler is None:
-            from flowlm.flowmaps import FlowMapSampler
+    @property
+    def model_fn(self) -> NetTwoTimeDenoiser:
+        return self.delta
 
-            sampler = FlowMapSampler(n_steps, gamma)
-        return self._run_sampler(sampler, self.delta, batch, length, generator)
+    def default_sampler(self, n_steps: int, gamma: float) -> Any:
+        """:class:`flowlm.flowmaps.FlowMapSampler` (γ: re-noising)."""
+        from flowlm.flowmaps import FlowMapSampler
+
+        return FlowMapSampler(n_steps, gamma)

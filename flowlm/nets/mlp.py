@@ -1,7 +1,8 @@
 r"""A tiny MLP denoiser and two-time denoiser for toy laws (tests, the distiller harness, notebooks).
 
 The whole sequence is flattened: ``x: [B, L, D] → [B, L·D]``. Times enter through Fourier
-features of model time (``τ = schedule.tau_of_t(t)``, identity by default)
+features of model time (``τ`` passed by the caller, else ``τ = flow.schedule.tau_of_t(t)``; the
+flow is required: ``Flow.identity(interpolant, V)`` for τ = t)
 
 .. math::
     \phi(\tau) = [\tau,\ \cos(\pi k\tau),\ \sin(\pi k\tau)]_{k=1..K},
@@ -13,8 +14,9 @@ differences agree. :class:`TwoTimeMLP` has a second embedder for the end time ``
 layer starts at zero, so a student built with :meth:`TwoTimeMLP.from_denoiser` satisfies
 :math:`\hat\delta(x, s, t) = \hat D(x, s)` at step 0 (DESIGN §1).
 
-Both modules take *interpolation* times and convert them to τ themselves (the only place
-where t → τ happens), so they drop in wherever a Denoiser / TwoTimeDenoiser is expected.
+Both are :class:`~flowlm.denoisers.Denoiser` / :class:`~flowlm.denoisers.TwoTimeDenoiser`
+subclasses on a :class:`flowlm.Flow`: they take interpolation times and convert them to τ
+themselves unless the caller passes ``tau=`` on, so they drop in wherever a denoiser is expected.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from flowlm.interpolants.schedule import IdentitySchedule, TimeSchedule
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser
+from flowlm.flow import Flow
 
 __all__ = ["MLPDenoiser", "TwoTimeMLP", "fourier_features"]
 
@@ -78,16 +81,22 @@ class _MLPNet(nn.Module):
         self,
         vocab_size: int,
         length: int,
+        flow: Flow,
         state_dim: int | None = None,
         hidden: int = 128,
         depth: int = 3,
         n_freq: int = 8,
-        schedule: TimeSchedule | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(flow, Flow):
+            raise TypeError(
+                f"{type(self).__name__}(vocab_size, length, flow): flow must be a flowlm.Flow (e.g. "
+                f"Flow.decoding_error(Linear(), V) or Flow.identity(Linear(), V)), got {type(flow).__name__}"
+            )
         self.vocab_size, self.length = int(vocab_size), int(length)
+        self.flow = flow
+        flow.check(self, "network")
         self.state_dim = int(state_dim) if state_dim is not None else self.vocab_size
-        self.schedule = schedule if schedule is not None else IdentitySchedule()
         self.hidden, self.depth, self.n_freq = hidden, depth, n_freq
         self.time_embed = _TimeEmbed(n_freq, hidden)
         if self.two_time:
@@ -105,14 +114,23 @@ class _MLPNet(nn.Module):
         return self.body(x.flatten(1), cond).view(x.shape[0], self.length, self.vocab_size)
 
 
-class MLPDenoiser(_MLPNet):
-    """``den(x: [B, L, D], t: [B]) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
-
-    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-        return self._logits(x, self.time_embed(self.schedule.tau_of_t(t)))  # cond [B, H]
+    def _tau(self, t: Tensor, tau: Tensor | None) -> Tensor:
+        return self.flow.schedule.tau_of_t(t) if tau is None else tau
 
 
-class TwoTimeMLP(_MLPNet):
+class MLPDenoiser(_MLPNet, Denoiser):
+    """``den(x: [B, L, D], t: [B], tau=None) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
+
+    def logits(
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+    ) -> Float[Tensor, "B L V"]:
+        return self._logits(x, self.time_embed(self._tau(t, tau)))  # cond [B, H]
+
+    def forward(self, x: Tensor, t: Tensor, *, tau: Tensor | None = None) -> Tensor:
+        return self.logits(x, t, tau=tau)
+
+
+class TwoTimeMLP(_MLPNet, TwoTimeDenoiser):
     """``delta(x: [B, L, D], s: [B], t: [B]) -> logits [B, L, V]`` (a two-time denoiser).
 
     A second time embedder for t, with a zeroed output layer, is summed with the first."""
@@ -123,8 +141,8 @@ class TwoTimeMLP(_MLPNet):
     def from_denoiser(cls, teacher: MLPDenoiser) -> "TwoTimeMLP":
         """A student with δ̂(x, s, t) = D̂(x, s) at step 0: the teacher's weights, t-embedder output zeroed."""
         student = cls(
-            teacher.vocab_size, teacher.length, teacher.state_dim, teacher.hidden, teacher.depth, teacher.n_freq,
-            schedule=teacher.schedule,
+            teacher.vocab_size, teacher.length, teacher.flow, teacher.state_dim, teacher.hidden, teacher.depth,
+            teacher.n_freq,
         )
         student.time_embed.load_state_dict(copy.deepcopy(teacher.time_embed.state_dict()))
         student.body.load_state_dict(copy.deepcopy(teacher.body.state_dict()))
@@ -133,8 +151,19 @@ class TwoTimeMLP(_MLPNet):
         nn.init.zeros_(student.time_embed_t.last.bias)
         return student.to(next(teacher.parameters()).device)
 
-    def forward(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+    def logits(
+        self,
+        x: Float[Tensor, "B L D"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Float[Tensor, " B"] | None = None,
+        tau_t: Float[Tensor, " B"] | None = None,
     ) -> Float[Tensor, "B L V"]:
-        cond = self.time_embed(self.schedule.tau_of_t(s)) + self.time_embed_t(self.schedule.tau_of_t(t))  # [B, H]
+        cond = self.time_embed(self._tau(s, tau_s)) + self.time_embed_t(self._tau(t, tau_t))  # [B, H]
         return self._logits(x, cond)
+
+    def forward(
+        self, x: Tensor, s: Tensor, t: Tensor, *, tau_s: Tensor | None = None, tau_t: Tensor | None = None
+    ) -> Tensor:
+        return self.logits(x, s, t, tau_s=tau_s, tau_t=tau_t)

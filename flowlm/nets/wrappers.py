@@ -1,48 +1,58 @@
-r"""Network wrappers that satisfy the math-layer protocols.
+r"""Network wrappers: a network as a :class:`~flowlm.denoisers.Denoiser` or
+:class:`~flowlm.denoisers.TwoTimeDenoiser` on a :class:`flowlm.Flow`.
 
-These are the **only** place where interpolation time ``t`` becomes model time ``τ``:
+These are the place where interpolation time ``t`` becomes model time ``τ``, and only when the
+caller does not already hold τ (samplers, distillers and training pass ``tau=`` on):
 
-* :class:`NetDenoiser` — ``den(x, t) -> logits`` with ``τ = schedule.tau_of_t(t)``,
-  ``logits = net(h, τ)`` (a :class:`flowlm.denoisers.Denoiser`);
-* :class:`NetTwoTimeDenoiser` — ``delta(x, s, t) -> logits`` with ``τ_s, τ_t`` from ``s, t``,
-  ``logits = net(h, τ_s, τ_t)`` (a two-time denoiser δ̂_{s,t}).
+* :class:`NetDenoiser` — ``den.logits(x, t, tau=None) = net(h, τ)``, τ = ``tau`` or τ(t);
+* :class:`NetTwoTimeDenoiser` — ``delta.logits(x, s, t, tau_s=None, tau_t=None) = net(h, τ_s, τ_t)``.
 
 ``x`` is a state of ``space``: the projected state ``h = x @ E`` (``[B, L, d]``) for a
 :class:`~flowlm.nets.ProjectedSpace`, or the V-wide state (``[B, L, V]``, projected here) for a
 :class:`~flowlm.states.OneHotSpace`. So an exact oracle and a trained network are
 interchangeable wherever a denoiser is expected.
 
-Both wrappers also offer ``chunked_probs(x, *times, space=None)``: the softmax of the same logits
-(or, with ``space``, its embedding ``space.embed(probs)``) computed a chunk of positions at a
-time from the network's last features, so sampling never holds ``[B, L, V]`` logits and, on the
-projected space, no ``[B, L, V]`` tensor at all between steps. The samplers use it when present.
+Both override ``probs(x, *times, space=None)`` with the chunked head: the softmax of the same
+logits (or, with ``space``, its embedding ``space.embed(probs)``) computed a chunk of positions
+at a time from the network's last features, so sampling never holds ``[B, L, V]`` logits and, on
+the projected space, no ``[B, L, V]`` tensor at all between steps.
 """
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from flowlm._checks import check_batch_times, check_finite
-from flowlm.denoisers import probs_from_logits
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser, softmax_probs
+from flowlm.flow import Flow
 from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.nets.projection import ProjectedSpace
-from flowlm.states import OneHotSpace, StateSpace
+from flowlm.states import StateSpace
 
 __all__ = ["NetDenoiser", "NetTwoTimeDenoiser"]
 
 
 class _NetWrapper(nn.Module):
     """An ``nn.Module`` around the network (so ``eval()``, ``requires_grad_()``, ``parameters()``
-    reach it, e.g. when a distiller freezes its teacher); holds the schedule and the state space."""
+    reach it, e.g. when a distiller freezes its teacher); holds the flow and the state space."""
 
-    def __init__(self, net: nn.Module, schedule: TimeSchedule, space: StateSpace | None = None) -> None:
+    def __init__(self, net: nn.Module, flow: Flow, space: StateSpace | None = None) -> None:
         super().__init__()
+        if not isinstance(flow, Flow):
+            raise TypeError(
+                f"{type(self).__name__}(net, flow): flow must be a flowlm.Flow (the network is conditioned on "
+                f"its τ), got {type(flow).__name__}"
+            )
         self.net = net
-        self.schedule = schedule
+        self.flow = flow
         self.space = space if space is not None else ProjectedSpace(net)
         self.vocab_size = int(net.E.shape[0])
+        flow.check(self, "network")
+
+    @property
+    def schedule(self) -> TimeSchedule:
+        return self.flow.schedule
 
     @property
     def projected(self) -> bool:
@@ -64,55 +74,84 @@ class _NetWrapper(nn.Module):
             raise ValueError(f"expected V-wide states [B, L, {V}], got {tuple(x.shape)}")
         return x.to(self.net.E.dtype) @ self.net.E  # [B, L, d]
 
-    def chunked_probs(
-        self, x: Float[Tensor, "B L D"], *times: Float[Tensor, " B"], space: StateSpace | None = None
-    ) -> Float[Tensor, "B L K"]:
-        """softmax(self(x, *times)) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it
-        (``[B, L, D]``), without ``[B, L, V]`` logits (see the module docstring)."""
-        if not hasattr(self.net, "probs_from_features"):  # a network without a separable head
-            probs = probs_from_logits(self(x, *times), x.dtype)
-            return probs if space is None else space.embed(probs)
+    def _taus(self, x: Tensor, times: tuple[Tensor, ...], taus: tuple[Tensor | None, ...]) -> list[Tensor]:
         for name, t in zip("st" if len(times) == 2 else "t", times):
             check_batch_times(name, t, x.shape[0])
         check_finite("x", x)
-        taus = [self.schedule.tau_of_t(t) for t in times]
-        features = self.net(self.project(x), *taus, return_features=True)  # [B, L, W]
+        return [self.schedule.tau_of_t(t) if tau is None else tau for t, tau in zip(times, taus)]
+
+    def _chunked(
+        self, x: Tensor, times: tuple[Tensor, ...], taus: tuple[Tensor | None, ...], space: StateSpace | None
+    ) -> Tensor:
+        """softmax of the logits ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it, without
+        ``[B, L, V]`` logits when the network has a separable head."""
+        if not hasattr(self.net, "probs_from_features"):  # a network without a separable head
+            probs = softmax_probs(self.net(self.project(x), *self._taus(x, times, taus)), x.dtype)
+            return probs if space is None else space.embed(probs)
+        features = self.net(self.project(x), *self._taus(x, times, taus), return_features=True)  # [B, L, W]
         if isinstance(space, ProjectedSpace) and space.E is self.net.E:
             return self.net.probs_from_features(features, project=space.E)  # [B, L, d]
         probs = self.net.probs_from_features(features, dtype=x.dtype)  # [B, L, V]
         return probs if space is None else space.embed(probs)
 
 
-class NetDenoiser(_NetWrapper):
-    """``den(x, t) = net(h(x), τ(t))``: a :class:`~flowlm.denoisers.Denoiser` backed by a network."""
+class NetDenoiser(_NetWrapper, Denoiser):
+    """``den(x, t, tau=None) = net(h(x), τ)``: a :class:`~flowlm.denoisers.Denoiser` backed by a network."""
 
-    def forward(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-        check_batch_times("t", t, x.shape[0])
-        check_finite("x", x)
-        return self.net(self.project(x), self.schedule.tau_of_t(t))
+    def logits(
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+    ) -> Float[Tensor, "B L V"]:
+        return self.net(self.project(x), *self._taus(x, (t,), (tau,)))
 
-    def logits_tau(self, x: Float[Tensor, "B L D"], tau: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
-        """Logits at model time τ directly (training draws τ and needs no t → τ round trip)."""
-        return self.net(self.project(x), tau)
+    def forward(self, x: Tensor, t: Tensor, *, tau: Tensor | None = None) -> Tensor:
+        return self.logits(x, t, tau=tau)
+
+    def probs(
+        self,
+        x: Float[Tensor, "B L D"],
+        t: Float[Tensor, " B"],
+        *,
+        tau: Float[Tensor, " B"] | None = None,
+        space: StateSpace | None = None,
+    ) -> Float[Tensor, "B L K"]:
+        """D_t(x) through the chunked head (module docstring)."""
+        return self._chunked(x, (t,), (tau,), space)
 
     def __repr__(self) -> str:
-        return f"NetDenoiser({type(self.net).__name__}, schedule={self.schedule!r}, space={self.space!r})"
+        return f"NetDenoiser({type(self.net).__name__}, {self.flow!r}, space={self.space!r})"
 
 
-class NetTwoTimeDenoiser(_NetWrapper):
-    """``δ̂(x, s, t) = net(h(x), τ(s), τ(t))``: logits of the two-time denoiser δ̂_{s,t}(x)."""
+class NetTwoTimeDenoiser(_NetWrapper, TwoTimeDenoiser):
+    """``δ̂(x, s, t) = net(h(x), τ_s, τ_t)``: logits of the two-time denoiser δ̂_{s,t}(x)."""
+
+    def logits(
+        self,
+        x: Float[Tensor, "B L D"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Float[Tensor, " B"] | None = None,
+        tau_t: Float[Tensor, " B"] | None = None,
+    ) -> Float[Tensor, "B L V"]:
+        return self.net(self.project(x), *self._taus(x, (s, t), (tau_s, tau_t)))
 
     def forward(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]:
-        check_batch_times("s", s, x.shape[0])
-        check_batch_times("t", t, x.shape[0])
-        return self.net(self.project(x), self.schedule.tau_of_t(s), self.schedule.tau_of_t(t))
+        self, x: Tensor, s: Tensor, t: Tensor, *, tau_s: Tensor | None = None, tau_t: Tensor | None = None
+    ) -> Tensor:
+        return self.logits(x, s, t, tau_s=tau_s, tau_t=tau_t)
 
-    def logits_tau(
-        self, x: Float[Tensor, "B L D"], tau_s: Float[Tensor, " B"], tau_t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]:
-        return self.net(self.project(x), tau_s, tau_t)
+    def probs(
+        self,
+        x: Float[Tensor, "B L D"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Float[Tensor, " B"] | None = None,
+        tau_t: Float[Tensor, " B"] | None = None,
+        space: StateSpace | None = None,
+    ) -> Float[Tensor, "B L K"]:
+        """δ̂_{s,t}(x) through the chunked head (module docstring)."""
+        return self._chunked(x, (s, t), (tau_s, tau_t), space)
 
     def __repr__(self) -> str:
-        return f"NetTwoTimeDenoiser({type(self.net).__name__}, schedule={self.schedule!r}, space={self.space!r})"
+        return f"NetTwoTimeDenoiser({type(self.net).__name__}, {self.flow!r}, space={self.space!r})"

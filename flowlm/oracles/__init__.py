@@ -1,13 +1,16 @@
 """Exact oracles: closed-form denoisers of toy data laws and their exact flow maps.
 
-Each oracle satisfies the :class:`~flowlm.denoisers.Denoiser` protocol, so it can stand in for a
-trained network anywhere (samplers, distillers, tests).
+Each oracle is a :class:`~flowlm.denoisers.Denoiser` (the two-time one a
+:class:`~flowlm.denoisers.TwoTimeDenoiser`) built for one interpolant, so it can stand in for a
+trained network anywhere (samplers, distillers, tests); :func:`total_variation` scores samples
+against the exact law.
 """
 
 from flowlm.oracles.evidence import evidence_scale, log_floor, tempered_scores
 from flowlm.oracles.factorized import FactorizedCategorical
 from flowlm.oracles.finite_set import FiniteSequences
 from flowlm.oracles.flow_map import ExactFlowMap, ExactTwoTimeDenoiser
+from flowlm.oracles.tv import total_variation
 
 __all__ = [
     "FactorizedCategorical",
@@ -17,4 +20,5 @@ __all__ = [
     "evidence_scale",
     "log_floor",
     "tempered_scores",
+    "total_variation",
 ]

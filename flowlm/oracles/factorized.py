@@ -16,26 +16,33 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.builtins import Linear
 from flowlm.oracles._validate import check_call, check_probability_vector, check_tokens
 from flowlm.oracles.evidence import evidence_scale, tempered_scores
 
 __all__ = ["FactorizedCategorical"]
 
 
-class FactorizedCategorical:
+class FactorizedCategorical(Denoiser):
     """Exact Denoiser for independent per-position categoricals ``probs: [L, V]``.
 
-    ``den(x: [B, L, V], t: [B]) -> logits [B, L, V]``, computed in the dtype of ``x``.
+    ``den(x: [B, L, V], t: [B]) -> logits [B, L, V]``, computed in the dtype of ``x``, for the
+    given interpolant (required: the posterior depends on α and β).
 
     >>> import torch
-    >>> den = FactorizedCategorical(torch.tensor([[0.7, 0.3]], dtype=torch.float64))
+    >>> from flowlm.interpolants import Linear
+    >>> den = FactorizedCategorical(torch.tensor([[0.7, 0.3]], dtype=torch.float64), Linear())
     >>> den(torch.zeros(1, 1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)).softmax(-1)
     tensor([[[0.7000, 0.3000]]], dtype=torch.float64)
     """
 
-    def __init__(self, probs: Float[Tensor, "L V"], interpolant: Interpolant | None = None) -> None:
+    def __init__(self, probs: Float[Tensor, "L V"], interpolant: Interpolant) -> None:
+        if not isinstance(interpolant, Interpolant):
+            raise TypeError(
+                "FactorizedCategorical(probs, interpolant) needs the interpolant of its flow (the posterior "
+                f"depends on α and β), e.g. Linear() or flow.interpolant; got {type(interpolant).__name__}"
+            )
         if not torch.is_tensor(probs) or probs.ndim != 2:
             raise ValueError(
                 f"probs must be a [length, vocab] tensor of per-position probabilities, got "
@@ -45,31 +52,33 @@ class FactorizedCategorical:
             raise ValueError(f"the vocabulary needs at least 2 tokens, got probs of shape {tuple(probs.shape)}")
         probs = probs.to(torch.float64)
         check_probability_vector("probs", probs)
-        self.probs = probs / probs.sum(-1, keepdim=True)  # [L, V]
-        self.interpolant = interpolant if interpolant is not None else Linear()
+        self.marginals = probs / probs.sum(-1, keepdim=True)  # [L, V]: the per-position law p^l
+        self.interpolant = interpolant
         self.length, self.vocab_size = probs.shape
 
-    def __call__(self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+    def logits(
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+    ) -> Float[Tensor, "B L V"]:
         """Logits ``log p + κ(t)·(x − max_v x)`` with κ = β/α² (capped; see module docstring)."""
         check_call("FactorizedCategorical", x, t, self.vocab_size, self.length)
-        log_p = self.probs.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [L, V], >= log_floor
+        log_p = self.marginals.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [L, V], >= log_floor
         kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B]
         return log_p + tempered_scores(x, kappa)  # [B, L, V]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Int[Tensor, "n L"]:
         """``n`` independent sequences ``[n, L]`` (on the device of ``probs``)."""
-        return torch.multinomial(self.probs, n, replacement=True, generator=generator).T.contiguous()
+        return torch.multinomial(self.marginals, n, replacement=True, generator=generator).T.contiguous()
 
     def log_prob(self, tokens: Int[Tensor, "n L"]) -> Float[Tensor, " n"]:
         """log p(tokens) = Σ_l log p^l_{tokens_l} (float64; −inf for impossible tokens)."""
         check_tokens("tokens", tokens, self.length, self.vocab_size)
-        logp = self.probs.to(tokens.device).log()  # [L, V]
+        logp = self.marginals.to(tokens.device).log()  # [L, V]
         pos = torch.arange(self.length, device=tokens.device)
         return logp[pos, tokens].sum(-1)  # [n]
 
     def to(self, device: torch.device | str) -> "FactorizedCategorical":
-        """Move ``probs`` to ``device`` (in place; returns ``self``)."""
-        self.probs = self.probs.to(device)
+        """Move ``marginals`` to ``device`` (in place; returns ``self``)."""
+        self.marginals = self.marginals.to(device)
         return self
 
     def __repr__(self) -> str:

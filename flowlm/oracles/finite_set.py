@@ -19,15 +19,15 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.builtins import Linear
 from flowlm.oracles._validate import check_call, check_tokens
 from flowlm.oracles.evidence import evidence_scale, tempered_scores
 
 __all__ = ["FiniteSequences"]
 
 
-class FiniteSequences:
+class FiniteSequences(Denoiser):
     """Exact Denoiser for a law on K sequences ``sequences: [K, L]`` with weights ``[K]``
     (``None`` = uniform; normalized internally; duplicates add up).
 
@@ -39,8 +39,13 @@ class FiniteSequences:
         sequences: Int[Tensor, "K L"],
         weights: Float[Tensor, " K"] | None,
         vocab_size: int,
-        interpolant: Interpolant | None = None,
+        interpolant: Interpolant,
     ) -> None:
+        if not isinstance(interpolant, Interpolant):
+            raise TypeError(
+                "FiniteSequences(sequences, weights, vocab_size, interpolant) needs the interpolant of its flow "
+                f"(the posterior depends on α and β), e.g. Linear() or flow.interpolant; got {type(interpolant).__name__}"
+            )
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
         if not torch.is_tensor(sequences) or sequences.ndim != 2 or sequences.shape[0] < 1:
@@ -61,7 +66,7 @@ class FiniteSequences:
         self.weights = weights / weights.sum()  # [K]
         self.vocab_size = int(vocab_size)
         self.length = sequences.shape[1]
-        self.interpolant = interpolant if interpolant is not None else Linear()
+        self.interpolant = interpolant
 
     @property
     def probs_of_sequences(self) -> Float[Tensor, " K"]:
@@ -78,7 +83,9 @@ class FiniteSequences:
         kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B]
         return torch.softmax(log_w + tempered_scores(scores, kappa), dim=-1)  # [B, K]
 
-    def __call__(self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B L V"]:
+    def logits(
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+    ) -> Float[Tensor, "B L V"]:
         """Logits log D_t(x), D = Σ_k π_k onehot(k), floored at log(tiny)."""
         post = self.posterior(x, t)  # [B, K]
         B, K, L = post.shape[0], post.shape[1], self.length

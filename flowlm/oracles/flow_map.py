@@ -2,7 +2,7 @@ r"""The exact flow map :math:`X_{s,t}` and two-time denoiser :math:`\delta_{s,t}
 by float64 ODE integration (torchdiffeq, tight tolerances).
 
 Per-sequence times ``s, t: [B]`` share one integration variable :math:`r \in [0,1]` through
-the non-singular time :math:`\nu = \log(1+\rho)` (:mod:`flowlm.samplers.pf_ode`):
+the non-singular time :math:`\nu = \log(1+\rho)` (:mod:`flowlm.interpolants.logsnr`):
 :math:`\nu(r) = \nu_s + r\,(\nu_e - \nu_s)`, with :math:`\nu_e = \min(\nu_t, \nu_{\max})`,
 :math:`\nu_{\max} = \log(1 + \rho_{\max})`. The state carries :math:`z = x/(\alpha+\beta)`
 and a running :math:`\rho`-average of the denoiser,
@@ -38,11 +38,25 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from flowlm._checks import check_batch_times, check_state
-from flowlm.denoisers import Denoiser
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser
+from flowlm.flow import same_interpolant
 from flowlm.interpolants.base import Interpolant, expand_time
-from flowlm.interpolants.builtins import Linear
+from flowlm.interpolants.logsnr import LogSNRFlow, nu_of_t, t_of_nu
 from flowlm.oracles._validate import trusted_inputs
-from flowlm.samplers.pf_ode import LogSNRFlow, nu_of_t, probs_from_logits, t_of_nu
+
+
+def _resolve_interpolant(name: str, denoiser: Denoiser, interpolant: Interpolant | None) -> Interpolant:
+    """``interpolant``, or the denoiser's own; an error when neither is known or they differ."""
+    if not isinstance(denoiser, Denoiser):
+        raise TypeError(f"{name} needs a flowlm Denoiser (subclass flowlm.denoisers.Denoiser), got {type(denoiser).__name__}")
+    own = getattr(denoiser, "interpolant", None)
+    if interpolant is None:
+        if own is None:
+            raise ValueError(f"{name}: the denoiser carries no interpolant; pass interpolant= (e.g. flow.interpolant)")
+        return own
+    if own is not None and not same_interpolant(own, interpolant):
+        raise ValueError(f"{name}: the denoiser was built for {own!r}, not for {interpolant!r}")
+    return interpolant
 
 __all__ = ["ExactFlowMap", "ExactTwoTimeDenoiser"]
 
@@ -51,7 +65,8 @@ class ExactFlowMap:
     """``X(x: [B, L, V], s: [B], t: [B]) -> X_{s,t}(x)`` for 0 ≤ s ≤ t ≤ 1 (t = 1 allowed).
 
     Integrates in ``dtype`` (float64 by default) with ``torchdiffeq.odeint(method, rtol, atol)``;
-    the result is returned in the dtype of ``x``. The denoiser is called with states of ``dtype``:
+    the result is returned in the dtype of ``x``. ``interpolant`` defaults to the denoiser's own
+    (an oracle carries one); a different one is an error. The denoiser is called with states of ``dtype``:
     pass ``dtype=torch.float32`` for a float32 network. ``nfe`` holds the denoiser evaluations of
     the last call. Global error: roughly the tolerance times the flow's local expansion near
     decision boundaries (measured ≈ 1e-11 at the default 1e-10 on small factorized laws).
@@ -70,8 +85,8 @@ class ExactFlowMap:
     ) -> None:
         if not rho_max > 0:
             raise ValueError(f"rho_max must be > 0, got {rho_max}")
+        self.interpolant = _resolve_interpolant("ExactFlowMap", denoiser, interpolant)
         self.denoiser = denoiser
-        self.interpolant = interpolant if interpolant is not None else Linear()
         self.vocab_size = denoiser.vocab_size
         self.method, self.rtol, self.atol = method, rtol, atol
         self.rho_max, self.dtype = float(rho_max), dtype
@@ -131,7 +146,7 @@ class ExactFlowMap:
         x_e, A = expand_time(flow.scale(u_e), x) * zs[-1], avgs[-1]  # [B, L, V]
         if bool(beyond.any()):
             u_c = torch.where(beyond, u_c, torch.zeros_like(u_c))
-            d_c = probs_from_logits(self.denoiser(x_e, u_c), x.dtype)  # [B, L, V]
+            d_c = self.denoiser.probs(x_e, u_c)  # [B, L, V]
             flow.nfe += 1
             c_x, c_d = it.flow_map_coefficients(u_c, t)
             w = it.semigroup_weight(s, u_c, torch.where(beyond, t, torch.ones_like(t)))
@@ -150,14 +165,15 @@ class ExactFlowMap:
         )
 
 
-class ExactTwoTimeDenoiser:
+class ExactTwoTimeDenoiser(TwoTimeDenoiser):
     r"""``delta(x, s, t) -> logits`` whose softmax is the exact :math:`\delta_{s,t}(x)`.
 
     :math:`\delta_{s,t} = (X_{s,t}(x) - (\alpha_t/\alpha_s)x)/(\beta_t - \alpha_t\beta_s/\alpha_s)`
     (``Interpolant.delta_from_flow_map``), computed here directly as the ρ-average of the
     denoiser along the trajectory (:class:`ExactFlowMap`), so it has no cancellation as t → s;
     :math:`\delta_{s,s} = D_s`, :math:`\delta_{s,1} = X_{s,1}`. Logits are
-    ``log(clamp(δ, tiny))`` (tiny negatives from integration error are clamped).
+    ``log(clamp(δ, tiny))`` (tiny negatives from integration error are clamped); :meth:`probs`
+    returns δ itself (no log/softmax round trip).
     """
 
     def __init__(self, denoiser: Denoiser, interpolant: Interpolant | None = None, **solver_options) -> None:
@@ -166,13 +182,27 @@ class ExactTwoTimeDenoiser:
         self.vocab_size = denoiser.vocab_size
 
     def probs(
-        self, x: Float[Tensor, "B L V"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
-    ) -> Float[Tensor, "B L V"]:
-        """δ_{s,t}(x) itself (on the simplex up to the integration tolerance)."""
-        return self.flow_map.solve(x, s, t)[1]
+        self,
+        x: Float[Tensor, "B L V"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Tensor | None = None,
+        tau_t: Tensor | None = None,
+        space=None,
+    ) -> Float[Tensor, "B L K"]:
+        """δ_{s,t}(x) itself (on the simplex up to the integration tolerance), or ``space.embed`` of it."""
+        delta = self.flow_map.solve(x, s, t)[1]
+        return delta if space is None else space.embed(delta)
 
-    def __call__(
-        self, x: Float[Tensor, "B L V"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+    def logits(
+        self,
+        x: Float[Tensor, "B L V"],
+        s: Float[Tensor, " B"],
+        t: Float[Tensor, " B"],
+        *,
+        tau_s: Tensor | None = None,
+        tau_t: Tensor | None = None,
     ) -> Float[Tensor, "B L V"]:
         delta = self.probs(x, s, t)
         return delta.clamp_min(torch.finfo(delta.dtype).tiny).log()

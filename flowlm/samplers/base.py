@@ -1,48 +1,54 @@
-r"""Sampler interface for flow language models.
+r"""One sampler hierarchy for FLM and FMLM sampling.
 
-A sampler integrates the probability-flow ODE :math:`\dot x = b_t(x)` from a noise state
-:math:`x_0` over interpolation times :math:`t_0 = 0 < t_1 < \dots < t_{N-1}` and then returns the
-denoiser's probabilities :math:`D_{t_{N-1}}(x_{N-1})` instead of stepping to :math:`t_N = 1`
-(for ``Linear`` the Euler step to 1 is exactly that). Tokens are the per-position argmax.
+Every sampler is called the same way::
 
-Call: ``sampler(den, interpolant, schedule, x0, space=None) -> SamplerOutput``.
+    out = sampler(model_fn, flow, x0, *, space=None, prompt=None, return_trajectory=False, generator=None)
 
-* ``den``: a :class:`~flowlm.denoisers.Denoiser` (network or exact oracle), called on states;
-* ``schedule``: a :class:`~flowlm.interpolants.TimeSchedule`; steps lie on its uniform τ grid;
+* ``model_fn``: a :class:`~flowlm.denoisers.Denoiser` for the FLM samplers (network or exact
+  oracle), a :class:`~flowlm.denoisers.TwoTimeDenoiser` for :class:`~flowlm.flowmaps.FlowMapSampler`;
+  it must have been built for ``flow`` (:meth:`flowlm.Flow.check`);
+* ``flow``: a :class:`flowlm.Flow`; steps lie on the uniform τ grid of its schedule, times kept in
+  at least float32;
 * ``x0``: the initial noise *state* ``[B, L, D]`` (``D = V`` for the one-hot space);
-* ``space``: a :class:`~flowlm.states.StateSpace` (default ``OneHotSpace(den.vocab_size)``);
-  every denoiser output enters the state update through ``space.embed``, so the same code runs
-  on projected states ``h = x @ E``.
+* ``space``: a :class:`~flowlm.states.StateSpace` (default: the one-hot space of the model's
+  vocabulary); every model output enters the state update through ``space.embed``, so the same
+  code runs on projected states ``h = x @ E``;
+* ``prompt``: per-token clean positions (issue 13; not implemented yet).
+
+and returns ``SamplerOutput(probs, tokens, nfe, times, trajectory)``. Each sampler declares its
+``order``: the measured convergence order of ``probs`` in the τ step ``1/N`` against an exact
+oracle (``tests/test_samplers.py`` reads the attribute). The FLM samplers stop at the last interior
+time :math:`t_{N-1}` and return :math:`D_{t_{N-1}}(x)` (for ``Linear`` the Euler step to 1 is exactly
+that); this final denoiser step is first order, so every FLM sampler has ``order = 1`` whatever its
+interior method, whose order is ``interior_order`` (DESIGN §1).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from flowlm._checks import check_finite
-from flowlm.denoisers import Denoiser
-from flowlm.interpolants.base import Interpolant
-from flowlm.interpolants.schedule import TimeSchedule
+from flowlm.denoisers import Denoiser, TwoTimeDenoiser
+from flowlm.flow import Flow
 from flowlm.samplers.decode import argmax_decode
-from flowlm.samplers.pf_ode import probs_from_logits
 from flowlm.states import OneHotSpace, StateSpace
 
-__all__ = ["SamplerOutput", "Sampler", "FixedStepSampler", "denoise", "denoise_embedded", "network_probs", "drift", "time_dtype"]
+__all__ = ["SamplerOutput", "Sampler", "FLMSampler", "FixedStepSampler", "drift", "time_dtype"]
 
 
 @dataclass
 class SamplerOutput:
     """Result of a sampler call.
 
-    ``probs``: final denoiser probabilities ``[B, L, V]``; ``tokens``: their argmax ``[B, L]``;
-    ``nfe``: number of denoiser evaluations; ``times``: the interpolation times of the
-    trajectory; ``trajectory``: states ``[B, L, D]`` at those times (when requested).
+    ``probs``: final probabilities ``[B, L, V]``; ``tokens``: their argmax ``[B, L]``;
+    ``nfe``: number of network (or oracle) evaluations; ``times``: the interpolation times of the
+    trajectory and ``trajectory``: the states ``[B, L, D]`` at those times (when requested).
     """
 
     probs: Float[Tensor, "B L V"]
@@ -57,137 +63,157 @@ def time_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def network_probs(fn: Any, x: Tensor, *times: Tensor, space: StateSpace | None = None) -> Tensor:
-    """softmax(fn(x, *times)) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it
-    ``[B, L, D]``; times are ``[B]``. Goes through ``fn.chunked_probs`` when the denoiser (or
-    two-time denoiser) has it, so network samplers hold no ``[B, L, V]`` logits
-    (:mod:`flowlm.nets.wrappers`)."""
-    chunked = getattr(fn, "chunked_probs", None)
-    if chunked is not None:
-        out = chunked(x, *times, space=space)
-        return out.to(x.dtype) if space is None else out
-    probs = probs_from_logits(fn(x, *times), x.dtype)
-    return probs if space is None else space.embed(probs)
-
-
-def denoise(den: Denoiser, x: Tensor, t: Tensor) -> Tensor:
-    """D_t(x) = softmax(den(x, t)) in the dtype of ``x``; ``t`` a scalar tensor or ``[B]``."""
-    return network_probs(den, x, t.expand(x.shape[0]))
-
-
-def denoise_embedded(den: Denoiser, x: Tensor, t: Tensor, space: StateSpace) -> Tensor:
-    """space.embed(D_t(x)) ``[B, L, D]``: what a state update needs (no ``[B, L, V]`` tensor on the
-    projected space when the denoiser offers ``chunked_probs``)."""
-    return network_probs(den, x, t.expand(x.shape[0]), space=space)
-
-
-def drift(interpolant: Interpolant, x: Tensor, t: Tensor, embedded: Tensor) -> Tensor:
+def drift(flow: Flow, x: Tensor, t: Tensor, embedded: Tensor) -> Tensor:
     """b_t(x) = (α'/α)·x + αρ'·embed(D) for a scalar or ``[B]`` time ``t < 1`` (in the dtype of x)."""
-    return interpolant.velocity_from_denoiser(x, t.expand(x.shape[0]), embedded).to(x.dtype)
+    return flow.interpolant.velocity_from_denoiser(x, t.expand(x.shape[0]), embedded).to(x.dtype)
 
 
-def resolve_space(den: Denoiser, space: StateSpace | None) -> StateSpace:
-    """The default one-hot space of the denoiser's vocabulary, or ``space`` after a consistency check."""
+def _resolve_space(model_fn: Any, flow: Flow, space: StateSpace | None) -> StateSpace:
     if space is None:
-        return OneHotSpace(den.vocab_size)
-    if space.vocab_size != den.vocab_size:
+        return OneHotSpace(model_fn.vocab_size)
+    if space.vocab_size != model_fn.vocab_size:
         raise ValueError(
-            f"state space vocabulary ({space.vocab_size}) differs from the denoiser's ({den.vocab_size})"
+            f"state space vocabulary ({space.vocab_size}) differs from the model's ({model_fn.vocab_size})"
         )
     return space
 
 
-def check_initial_state(x0: Tensor, den: Denoiser, space: StateSpace) -> None:
+def _check_initial_state(x0: Any, vocab_size: int, space: StateSpace) -> None:
     """``x0`` must be a finite floating ``[B, L, D]`` state (D = V in the one-hot space)."""
     if not torch.is_tensor(x0) or not torch.is_floating_point(x0):
         raise TypeError(f"x0 must be a floating-point tensor [batch, length, dim], got {getattr(x0, 'dtype', type(x0))}")
     if x0.ndim != 3:
         raise ValueError(f"x0 must have shape [batch, length, dim], got {tuple(x0.shape)}")
-    if isinstance(space, OneHotSpace) and x0.shape[-1] != den.vocab_size:
+    if isinstance(space, OneHotSpace) and x0.shape[-1] != vocab_size:
         raise ValueError(
-            f"x0 has last dimension {x0.shape[-1]} but the denoiser's vocabulary is {den.vocab_size}; "
+            f"x0 has last dimension {x0.shape[-1]} but the model's vocabulary is {vocab_size}; "
             "draw it with space.noise(batch, length)"
         )
     check_finite("x0", x0)
 
 
 class Sampler(ABC):
-    """Abstract FLM sampler: integrate up to the last interior time, then return D there."""
+    """Abstract sampler: validation shared by every sampler, then :meth:`run`.
 
-    @abstractmethod
-    def times(self, schedule: TimeSchedule, interpolant: Interpolant, x0: Tensor) -> Float[Tensor, " T"]:
-        """Interpolation times t_0 = 0 < … < t_end < 1 visited before the final denoiser call."""
+    Class attributes: ``order`` (convergence order of ``probs`` in the τ step, ``inf`` when exact
+    for an exact model) and ``expects`` (the model class: Denoiser or TwoTimeDenoiser).
+    """
 
-    @abstractmethod
-    def integrate(
-        self,
-        den: Denoiser,
-        interpolant: Interpolant,
-        times: Float[Tensor, " T"],
-        x: Float[Tensor, "B L D"],
-        space: StateSpace | None = None,
-        trajectory: list[Tensor] | None = None,
-    ) -> tuple[Float[Tensor, "B L D"], int]:
-        """Solve the flow from ``times[0]`` to ``times[-1] < 1``; returns (state, nfe).
-
-        States at every entry of ``times`` are appended to ``trajectory`` when it is a list.
-        """
+    order: ClassVar[float]
+    expects: ClassVar[type] = Denoiser
 
     def __call__(
         self,
-        den: Denoiser,
-        interpolant: Interpolant,
-        schedule: TimeSchedule,
+        model_fn: Denoiser | TwoTimeDenoiser,
+        flow: Flow,
         x0: Float[Tensor, "B L D"],
-        space: StateSpace | None = None,
         *,
+        space: StateSpace | None = None,
+        prompt: Any = None,
         return_trajectory: bool = False,
+        generator: torch.Generator | None = None,
     ) -> SamplerOutput:
-        space = resolve_space(den, space)
-        check_initial_state(x0, den, space)
-        times = self.times(schedule, interpolant, x0)
+        if prompt is not None:
+            raise NotImplementedError("prompt= (per-token times, clean positions held fixed) arrives with issue 13")
+        if not isinstance(flow, Flow):
+            raise TypeError(
+                f"{type(self).__name__} takes a flowlm.Flow as its second argument (e.g. "
+                f"Flow.decoding_error(Linear(), V)), got {type(flow).__name__}"
+            )
+        if not isinstance(model_fn, self.expects):
+            raise TypeError(
+                f"{type(self).__name__} samples with a {self.expects.__name__} (subclass "
+                f"flowlm.denoisers.{self.expects.__name__} and implement logits), got {type(model_fn).__name__}"
+            )
+        flow.check(model_fn, "model")
+        space = _resolve_space(model_fn, flow, space)
+        _check_initial_state(x0, model_fn.vocab_size, space)
         traj: list[Tensor] | None = [] if return_trajectory else None
         with torch.no_grad():
-            x, nfe = self.integrate(den, interpolant, times, x0, space, traj)
-            probs = denoise(den, x, times[-1])  # D_{t_end}(x): the step to t = 1
-        return SamplerOutput(probs, argmax_decode(probs), nfe + 1, times if return_trajectory else None, traj)
-
-
-class FixedStepSampler(Sampler):
-    """A one-step method applied on the τ grid ``schedule.grid(n_steps)``: ``n_steps − 1`` steps
-    between t_0 = 0 and t_{N−1}, then D_{t_{N−1}}."""
-
-    def __init__(self, n_steps: int) -> None:
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
-        self.n_steps = n_steps
-
-    def times(self, schedule: TimeSchedule, interpolant: Interpolant, x0: Tensor) -> Float[Tensor, " T"]:
-        return schedule.grid(self.n_steps, device=x0.device, dtype=time_dtype(x0))[:-1]
+            out = self.run(model_fn, flow, x0, space, traj, generator)
+        if not return_trajectory:
+            out.times = None
+        return out
 
     @abstractmethod
-    def step(
-        self, den: Denoiser, interpolant: Interpolant, space: StateSpace, x: Tensor, t: Tensor, t_next: Tensor
-    ) -> tuple[Tensor, int]:
-        """One step x_t → x_{t_next} (scalar times, t_next < 1); returns (state, nfe)."""
+    def run(
+        self,
+        model_fn: Any,
+        flow: Flow,
+        x0: Float[Tensor, "B L D"],
+        space: StateSpace,
+        trajectory: list[Tensor] | None,
+        generator: torch.Generator | None,
+    ) -> SamplerOutput:
+        """The sampler proper, on validated arguments, under ``torch.no_grad()``."""
 
+
+class FLMSampler(Sampler):
+    """Integrate the probability-flow ODE up to the last interior time t_end < 1, then return
+    D_{t_end}(x). ``order = 1`` (the final denoiser step); ``interior_order`` is the order of the
+    integration up to t_end."""
+
+    order: ClassVar[float] = 1
+    interior_order: ClassVar[float | None] = None
+
+    @abstractmethod
+    def times(self, flow: Flow, x0: Tensor) -> tuple[Float[Tensor, " T"], Float[Tensor, " T"] | None]:
+        """``(t, tau)``: interpolation times t_0 = 0 < … < t_end < 1 visited before the final
+        denoiser call, and their model times (None when not on a τ grid)."""
+
+    @abstractmethod
     def integrate(
         self,
         den: Denoiser,
-        interpolant: Interpolant,
+        flow: Flow,
         times: Float[Tensor, " T"],
         x: Float[Tensor, "B L D"],
-        space: StateSpace | None = None,
+        space: StateSpace,
         trajectory: list[Tensor] | None = None,
+        taus: Float[Tensor, " T"] | None = None,
     ) -> tuple[Float[Tensor, "B L D"], int]:
-        space = resolve_space(den, space)
+        """Solve the flow from ``times[0]`` to ``times[-1] < 1``; returns (state, nfe). States at
+        every entry of ``times`` are appended to ``trajectory`` when it is a list."""
+
+    def run(self, den, flow, x0, space, trajectory, generator) -> SamplerOutput:
+        times, taus = self.times(flow, x0)
+        x, nfe = self.integrate(den, flow, times, x0, space, trajectory, taus)
+        B = x.shape[0]
+        tau_end = None if taus is None else taus[-1].expand(B)
+        probs = den.probs(x, times[-1].expand(B), tau=tau_end)  # D_{t_end}(x): the step to t = 1
+        return SamplerOutput(probs, argmax_decode(probs), nfe + 1, times, trajectory)
+
+
+class FixedStepSampler(FLMSampler):
+    """A one-step method applied on the uniform τ grid of ``n_steps`` steps: ``n_steps − 1`` steps
+    between t_0 = 0 and t_{N−1}, then D_{t_{N−1}}."""
+
+    def __init__(self, n_steps: int) -> None:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+        self.n_steps = n_steps
+
+    def times(self, flow: Flow, x0: Tensor) -> tuple[Tensor, Tensor]:
+        t, tau = flow.grid(self.n_steps, device=x0.device, dtype=time_dtype(x0))
+        return t[:-1], tau[:-1]
+
+    @abstractmethod
+    def step(
+        self, den: Denoiser, flow: Flow, space: StateSpace, x: Tensor, t: Tensor, t_next: Tensor,
+        tau: Tensor | None, tau_next: Tensor | None,
+    ) -> tuple[Tensor, int]:
+        """One step x_t → x_{t_next} (scalar times, t_next < 1); returns (state, nfe)."""
+
+    def integrate(self, den, flow, times, x, space, trajectory=None, taus=None):
         if times.ndim != 1 or bool((times.diff() <= 0).any()) or float(times[0]) < 0 or float(times[-1]) >= 1:
             raise ValueError("times must be a strictly increasing 1-D tensor in [0, 1) (the final step to 1 is D)")
+        B = x.shape[0]
         nfe = 0
         if trajectory is not None:
             trajectory.append(x)
         for i in range(times.shape[0] - 1):
-            x_next, n = self.step(den, interpolant, space, x, times[i], times[i + 1])
+            tau, tau_next = (None, None) if taus is None else (taus[i].expand(B), taus[i + 1].expand(B))
+            x_next, n = self.step(den, flow, space, x, times[i], times[i + 1], tau, tau_next)
             x = x_next.to(x.dtype)
             nfe += n
             if trajectory is not None:

@@ -18,6 +18,9 @@ is singular at :math:`u = 1` (:math:`\alpha = 0`); explicit solvers need steps
 
 Because the right-hand side is affine in ``(x, D)``, the same ODE runs on projected states
 ``h = x @ E`` with ``D`` replaced by ``space.embed(D)``.
+
+This module sits with the interpolants, below the samplers and the oracles, which both use it
+(DESIGN §4): it needs only α, β and a denoiser's ``probs(x, t)``.
 """
 
 from __future__ import annotations
@@ -31,10 +34,9 @@ from torch import Tensor
 
 from flowlm.interpolants._monotone import bisect_increasing, secant_in_bracket
 from flowlm.interpolants.base import Interpolant
-from flowlm.denoisers import probs_from_logits
 from flowlm.interpolants.builtins import Cosine, Linear
 
-__all__ = ["nu_of_t", "t_of_nu", "probs_from_logits", "LogSNRFlow"]
+__all__ = ["nu_of_t", "t_of_nu", "LogSNRFlow"]
 
 
 @typing.no_type_check  # hot path: called per ODE evaluation
@@ -114,8 +116,8 @@ class LogSNRFlow:
     every interpolant; ``Linear`` has α + β = 1, so z = x there.
 
     ``flow(z, nu) -> (dz/dν, D)`` with ``z: [B, L, D]`` (a state of ``space``), ``nu: [B]``;
-    ``D = softmax(den(x, t(ν)))`` is returned too (the flow-map oracle accumulates it).
-    ``nfe`` counts denoiser evaluations.
+    ``D = denoiser.probs(x, t(ν))`` (a :class:`flowlm.denoisers.Denoiser`) is returned too (the
+    flow-map oracle accumulates it). ``nfe`` counts denoiser evaluations.
     """
 
     def __init__(self, denoiser, interpolant: Interpolant, space=None) -> None:
@@ -131,7 +133,7 @@ class LogSNRFlow:
     def __call__(self, z: Tensor, nu: Tensor) -> tuple[Tensor, Tensor]:
         t = t_of_nu(self.interpolant, nu)  # [B]
         x = self.scale(t)[:, None, None] * z  # [B, L, D]
-        probs = probs_from_logits(self.denoiser(x, t), z.dtype)  # [B, L, V]
+        probs = self.denoiser.probs(x, t).to(z.dtype)  # [B, L, V]
         self.nfe += 1
         emb = probs if self.space is None else self.space.embed(probs)  # [B, L, D]
         return emb - z, probs
