@@ -328,7 +328,7 @@ def compare_distillers(
         rec = RunRecord(name=run_name)
         times, jvps = [], []
 
-        def one_step() -> dict[str, float]:
+        def one_step() -> dict[str, Any]:
             tokens = law.sample(batch_size, generator=gen).to(device)
             loss, metrics = distiller.loss(student, tokens, generator=gen)
             opt.zero_grad(set_to_none=True)
@@ -341,7 +341,7 @@ def compare_distillers(
         t_run = time.perf_counter()
         for step in range(steps):
             if step == 1:  # memory of one representative step (after the optimizer state exists)
-                holder: dict[str, dict[str, float]] = {}
+                holder: dict[str, dict[str, Any]] = {}
                 rec.peak_memory_mb, rec.memory_source = _peak_memory_of(lambda: holder.update(m=one_step()), device)
                 metrics = holder["m"]
             else:

@@ -90,7 +90,7 @@ def linear_softcap_cross_entropy(
     chunk_rows: int | None = None,
     token_weights: Tensor | None = None,
 ) -> Tensor:
-    """Mean (over counted tokens) CE of ``c·tanh((f W^T + b)/c)`` against ``tokens``, chunked.
+    r"""Mean (over counted tokens) CE of ``c·tanh((f W^T + b)/c)`` against ``tokens``, chunked.
 
     ``features: [B, L, d]``, ``weight: [V, d]``, ``bias: [V]``, ``tokens: [B, L]``,
     ``mask: [B, L]`` (True = counts). ``chunk_rows`` defaults to about 2²¹ logits (8 MiB in float32) per chunk.
