@@ -1,0 +1,237 @@
+"""Guidance: autoguidance identities (η = 1 is the model, η = 0 the weak model, NFE counts both),
+the dropout weak model, reward guidance through the exact flow map, and the authors' γ-sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowlm import Flow
+from flowlm.flowmaps import FlowMapSampler
+from flowlm.guidance import (
+    AutoGuidedDenoiser,
+    AutoGuidedTwoTimeDenoiser,
+    DropoutDenoiser,
+    DropoutTwoTimeDenoiser,
+    autoguided,
+    check_guidance_weight,
+    sample_guided,
+)
+from flowlm.interpolants import Cosine, Linear
+from flowlm.oracles import ExactTwoTimeDenoiser, FactorizedCategorical
+from flowlm.samplers import EulerSampler, HeunSampler
+from flowlm.samplers.base import drift
+
+F64 = torch.float64
+P = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype=F64)
+P_WEAK = 0.5 * P + 0.5 / 3  # a smoothed law: the "weak" oracle
+
+
+def _laws(interpolant=None):
+    it = interpolant or Linear()
+    return FactorizedCategorical(P, it), FactorizedCategorical(P_WEAK, it)
+
+
+def _state(B=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, 2, 3, dtype=F64, generator=g), torch.rand(B, dtype=F64, generator=g) * 0.9
+
+
+# ----------------------------------------------------------------------------- autoguidance identities
+def test_weight_one_is_the_model_and_zero_the_weak_model_bitwise():
+    strong, weak = _laws()
+    x, t = _state()
+    for form in ("probs", "logits"):
+        assert torch.equal(AutoGuidedDenoiser(strong, weak, 1.0, form).probs(x, t), strong.probs(x, t))
+        assert torch.equal(AutoGuidedDenoiser(strong, weak, 0.0, form).probs(x, t), weak.probs(x, t))
+        assert AutoGuidedDenoiser(strong, weak, 1.0, form).calls_per_eval == 1
+
+
+def test_probability_and_logit_forms_follow_their_formulas():
+    strong, weak = _laws()
+    x, t = _state()
+    p, pw = strong.probs(x, t), weak.probs(x, t)
+    g = AutoGuidedDenoiser(strong, weak, 3.0)
+    guided = g.probs(x, t)
+    torch.testing.assert_close(guided, pw + 3.0 * (p - pw), rtol=0, atol=1e-14)
+    torch.testing.assert_close(guided.sum(-1), torch.ones(5, 2, dtype=F64))  # rows still sum to 1
+    assert bool((guided < 0).any())  # η > 1 leaves the simplex here (documented)
+    lg = AutoGuidedDenoiser(strong, weak, 3.0, "logits").probs(x, t)
+    lw, ls = weak.logits(x, t), strong.logits(x, t)
+    torch.testing.assert_close(lg, torch.softmax(lw + 3.0 * (ls - lw), -1), rtol=0, atol=1e-14)
+    assert bool((lg >= 0).all())
+
+
+def test_guidance_in_velocity_form_is_the_same_update():
+    """b_η = b_weak + η(b − b_weak): the velocity is affine in D (Cosine, one step of the Euler drift)."""
+    strong, weak = _laws(Cosine())
+    flow = Flow.identity(Cosine(), 3)
+    x, _ = _state()
+    t = torch.tensor(0.4, dtype=F64)
+    tt = t.expand(5)
+    b = drift(flow, x, t, strong.probs(x, tt))
+    bw = drift(flow, x, t, weak.probs(x, tt))
+    bg = drift(flow, x, t, AutoGuidedDenoiser(strong, weak, 2.5).probs(x, tt))
+    torch.testing.assert_close(bg, bw + 2.5 * (b - bw), rtol=1e-12, atol=1e-12)
+
+
+def test_samplers_count_both_calls_and_weight_one_reproduces_the_plain_sampler():
+    strong, weak = _laws()
+    flow = Flow.identity(Linear(), 3)
+    x0 = torch.randn(64, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(1))
+    plain = EulerSampler(8)(strong, flow, x0)
+    same = EulerSampler(8)(AutoGuidedDenoiser(strong, weak, 1.0), flow, x0)
+    assert torch.equal(same.probs, plain.probs) and same.nfe == plain.nfe == 8
+    guided = EulerSampler(8)(AutoGuidedDenoiser(strong, weak, 2.0), flow, x0)
+    assert guided.nfe == 16 and bool(torch.isfinite(guided.probs).all())
+    assert HeunSampler(4)(AutoGuidedDenoiser(strong, weak, 2.0, "logits"), flow, x0).nfe == 2 * 7
+
+
+def test_two_time_autoguidance_identities_with_exact_flow_maps():
+    strong, weak = _laws()
+    flow = Flow.identity(Linear(), 3)
+    d, dw = ExactTwoTimeDenoiser(strong, rtol=1e-8, atol=1e-8), ExactTwoTimeDenoiser(weak, rtol=1e-8, atol=1e-8)
+    x0 = torch.randn(16, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(2))
+    plain = FlowMapSampler(2)(d, flow, x0)
+    one = FlowMapSampler(2)(AutoGuidedTwoTimeDenoiser(d, dw, 1.0), flow, x0)
+    assert torch.equal(one.probs, plain.probs) and one.nfe == 2
+    assert torch.equal(FlowMapSampler(2)(AutoGuidedTwoTimeDenoiser(d, dw, 0.0), flow, x0).probs,
+                       FlowMapSampler(2)(dw, flow, x0).probs)
+    g = AutoGuidedTwoTimeDenoiser(d, dw, 2.0)
+    assert FlowMapSampler(2)(g, flow, x0).nfe == 4
+    x, t = _state(4)
+    s = t * 0.5
+    torch.testing.assert_close(g.probs(x, s, t), dw.probs(x, s, t) + 2.0 * (d.probs(x, s, t) - dw.probs(x, s, t)))
+
+
+def test_bad_weights_and_pairs_are_clear_errors():
+    strong, weak = _laws()
+    with pytest.raises(ValueError, match=">= 0"):
+        AutoGuidedDenoiser(strong, weak, -0.5)
+    with pytest.raises(ValueError, match=">= 0"):
+        AutoGuidedDenoiser(strong, weak, float("nan"))
+    with pytest.raises(TypeError, match="number"):
+        check_guidance_weight("2")
+    with pytest.raises(ValueError, match="form"):
+        AutoGuidedDenoiser(strong, weak, 2.0, form="velocity")
+    with pytest.raises(ValueError, match="vocabulary"):
+        AutoGuidedDenoiser(strong, FactorizedCategorical(torch.full((2, 4), 0.25, dtype=F64), Linear()), 2.0)
+
+
+# ----------------------------------------------------------------------------- the dropout weak model
+def _tiny(kind="flm", dropout=0.3, seed=0):
+    from flowlm.models import FLM, FMLM
+    from flowlm.nets import DiTConfig
+
+    torch.manual_seed(seed)
+    cfg = DiTConfig(vocab_size=7, max_length=4, width=32, depth=2, heads=2, cond=16, dropout=dropout,
+                    two_time=kind == "fmlm")
+    model = (FLM if kind == "flm" else FMLM)(cfg)
+    with torch.no_grad():  # leave the zero-initialized head and adaLN so that dropout shows
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_dropout_weak_model_fixed_seed_is_one_network_and_restores_the_mode():
+    model = _tiny()
+    den = model.model_fn
+    h = model.space.noise(3, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.full((3,), 0.5)
+    with torch.no_grad():
+        weak = DropoutDenoiser(den, seed=7)
+        a, b = weak.probs(h, t), weak.probs(h, t)
+        plain = den.probs(h, t)
+        fresh = DropoutDenoiser(den)
+        c, d = fresh.probs(h, t), fresh.probs(h, t)
+    assert torch.equal(a, b)  # the same masks at every call
+    assert not torch.allclose(a, plain, atol=1e-4)  # dropout is on
+    assert not torch.allclose(c, d, atol=1e-4)  # seed=None: fresh masks
+    assert not model.net.training  # mode restored
+    with pytest.raises(ValueError, match="no active dropout"):
+        DropoutDenoiser(_tiny(dropout=0.0).model_fn)
+    with pytest.raises(TypeError, match="network-backed"):
+        DropoutDenoiser(_laws()[0])
+
+
+def test_seeded_dropout_leaves_the_global_rng_alone():
+    model = _tiny()
+    h = model.space.noise(2, 4, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with torch.no_grad():
+        DropoutDenoiser(model.model_fn, seed=5).probs(h, torch.full((2,), 0.5))
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("kind", ["flm", "fmlm"])
+def test_model_guidance_weight_one_equals_model_sample_and_nfe_doubles(kind):
+    model = _tiny(kind)
+    steps = 3
+    ref = model.sample(4, 4, steps, generator=torch.Generator().manual_seed(0))
+    out = sample_guided(model, 4, 4, steps, weight=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.probs, ref.probs) and out.nfe == ref.nfe == steps
+    g = sample_guided(model, 4, 4, steps, weight=3.0, seed=1, generator=torch.Generator().manual_seed(0))
+    assert g.nfe == 2 * steps
+    assert not model.net.training
+    other = _tiny(kind, seed=1)  # "an earlier checkpoint": another model of the same kind
+    w = sample_guided(model, 4, 4, steps, weight=0.0, weak=other, generator=torch.Generator().manual_seed(0))
+    from flowlm.nets import NetDenoiser, NetTwoTimeDenoiser
+    from flowlm.states import OneHotSpace
+
+    wide = OneHotSpace(7)  # two networks share the V-wide state, not h = x @ E
+    own = (NetTwoTimeDenoiser if kind == "fmlm" else NetDenoiser)(other.net, other.flow, wide)
+    x0 = wide.noise(4, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(w.probs, other.default_sampler(steps, 0.0)(own, other.flow, x0, space=wide).probs)
+    fn = autoguided(model, 2.0)
+    assert isinstance(fn.weak, DropoutTwoTimeDenoiser if kind == "fmlm" else DropoutDenoiser)
+    with pytest.raises(ValueError, match="same kind"):
+        autoguided(model, 2.0, _tiny("fmlm" if kind == "flm" else "flm"))
+
+
+# ----------------------------------------------------------------------------- the command line
+TEXT = "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate:\n" * 20
+FAST = ["--preset", "tiny", "--device", "cpu", "--set", "n_samples=1", "--set", "sample_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def flm_run(tmp_path_factory):
+    from flowlm.cli.main import main
+
+    root = tmp_path_factory.mktemp("guide")
+    corpus = root / "sonnet.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWLM_CACHE", str(root / "cache"))
+        for name, rate in (("flm", "0.2"), ("nodrop", "0.0")):
+            assert main(["train", *FAST, "--set", f"dropout={rate}", "--data", str(corpus), "--out-dir",
+                         str(root / name), "--steps", "4"]) == 0
+    return root / "flm"
+
+
+def _sample(capsys, *argv):
+    from flowlm.cli.main import main
+
+    code = main(["sample", *[str(a) for a in argv]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_guidance(flm_run, tmp_path, capsys):
+    base = ["--checkpoint", flm_run, "--steps", 2, "--n", 2, "--seed", 3]
+    code, plain, err = _sample(capsys, *base)
+    assert code == 0 and "NFE 2" in err
+    code, one, err = _sample(capsys, *base, "--guidance", 1)
+    assert code == 0 and one == plain and "guidance 1" in err and "NFE 2" in err  # η = 1: the plain model
+    code, out, err = _sample(capsys, *base, "--guidance", 3)
+    assert code == 0 and "NFE 4" in err and "----------" in out  # both models per step
+    for weak in ("online", flm_run):
+        code, _, err = _sample(capsys, *base, "--guidance", 2, "--weak", weak, "--guidance-form", "logits")
+        assert code == 0 and "NFE 4" in err, err
+    code, _, err = _sample(capsys, *base, "--guidance", -1)
+    assert code != 0 and ">= 0" in err
+    code, _, err = _sample(capsys, *base, "--guidance", 2, "--weak", tmp_path / "missing")
+    assert code != 0 and "--weak" in err
+    code, _, err = _sample(capsys, "--checkpoint", flm_run.parent / "nodrop", "--steps", 2, "--guidance", 2)
+    assert code != 0 and "no active dropout" in err and "Traceback" not in err
