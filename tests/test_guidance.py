@@ -235,3 +235,79 @@ def test_cli_guidance(flm_run, tmp_path, capsys):
     assert code != 0 and "--weak" in err
     code, _, err = _sample(capsys, "--checkpoint", flm_run.parent / "nodrop", "--steps", 2, "--guidance", 2)
     assert code != 0 and "no active dropout" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------- the authors' γ-sampler
+def _exact_two_time(interpolant):
+    law = FactorizedCategorical(torch.tensor([[0.7, 0.2, 0.1]], dtype=F64), interpolant)
+    return law, ExactTwoTimeDenoiser(law, rtol=1e-7, atol=1e-7), Flow.identity(interpolant, 3)
+
+
+@pytest.mark.parametrize("interpolant", [Linear(), Cosine()])
+def test_authors_gamma_zero_is_the_deterministic_map(interpolant):
+    _, two, flow = _exact_two_time(interpolant)
+    x0 = torch.randn(32, 1, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    det = FlowMapSampler(3, gamma=0.0)(two, flow, x0)
+    ours = FlowMapSampler(3, gamma=0.0, kind="authors")(two, flow, x0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(ours.probs, det.probs) and ours.nfe == det.nfe == 3
+
+
+def test_authors_rule_on_linear_is_reference_section_5_literally():
+    """The interpolant-general rule, on Linear, equals REFERENCE §5 written out with σ = 1 − t."""
+    from flowlm.nets.mlp import TwoTimeMLP
+
+    torch.manual_seed(0)
+    flow = Flow.identity(Linear(), 4)
+    net = TwoTimeMLP(4, 3, flow, hidden=16, depth=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.5 * torch.randn_like(p))  # the t embedder is zero-initialized: make δ̂ depend on t
+    gamma, N, B = 0.6, 4, 5
+    x0 = torch.randn(B, 3, 4, generator=torch.Generator().manual_seed(3))
+    out = FlowMapSampler(N, gamma, kind="authors")(net, flow, x0, generator=torch.Generator().manual_seed(9))
+    assert out.nfe == N
+    g = torch.Generator().manual_seed(9)
+    grid = torch.linspace(0, 1, N + 1)
+    z = x0
+    with torch.no_grad():
+        for i in range(N - 1):
+            ti, sigma = grid[i], 1 - grid[i + 1]
+            sig_t = sigma * (1 - gamma**2) ** 0.5
+            t_t = 1 - sig_t
+            d = net.probs(z, ti.expand(B), t_t.expand(B))
+            z_t = ((1 - t_t) / (1 - ti)) * z + ((t_t - ti) / (1 - ti)) * d
+            z = z_t + (sig_t - sigma) * d + gamma * sigma * torch.randn(z.shape, generator=g)
+        ref = net.probs(z, grid[N - 1].expand(B), torch.ones(B))
+    torch.testing.assert_close(out.probs, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_authors_time_keeps_the_noise_share_on_any_interpolant():
+    from flowlm.flowmaps.sampler import authors_gamma_time
+
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=F64)
+    for it in (Linear(), Cosine()):
+        for gamma in (0.3, 0.8):
+            tt = authors_gamma_time(it, t, gamma)
+            torch.testing.assert_close(it.alpha(tt), (1 - gamma**2) ** 0.5 * it.alpha(t), rtol=0, atol=1e-12)
+            assert bool((tt >= t).all())
+    assert torch.equal(authors_gamma_time(Cosine(), t, 1.0), torch.ones_like(t))
+    with pytest.raises(ValueError, match="kind"):
+        FlowMapSampler(2, 0.5, kind="consistency")
+
+
+@pytest.mark.parametrize("interpolant", [Linear(), Cosine()])
+def test_authors_gamma_one_keeps_the_marginal(interpolant):
+    """γ = 1 with the exact map: x_{t_1} = β·(exact data sample) + α·ξ, the path's marginal."""
+    from flowlm.oracles import total_variation
+
+    law, two, flow = _exact_two_time(interpolant)
+    n = 3000
+    x0 = torch.randn(n, 1, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    out = FlowMapSampler(2, gamma=1.0, kind="authors")(two, flow, x0, return_trajectory=True,
+                                                       generator=torch.Generator().manual_seed(1))
+    assert out.nfe == 2
+    x1, t1 = out.trajectory[1], out.times[1].to(F64)
+    a, b = float(interpolant.alpha(t1)), float(interpolant.beta(t1))
+    assert total_variation(out.tokens, law) < 0.03  # MC noise ≈ 0.01
+    assert float(x1.square().sum(-1).mean()) == pytest.approx(b * b + 3 * a * a, abs=0.05)
+    torch.testing.assert_close(x1.mean(0)[0], b * law.marginals[0], rtol=0, atol=0.05)
