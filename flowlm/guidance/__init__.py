@@ -2,6 +2,8 @@
 
 * :mod:`~flowlm.guidance.autoguidance`  D_η = D_weak + η(D − D_weak) (and the logit form) as
   Denoiser / TwoTimeDenoiser subclasses; the dropout weak model
+* :mod:`~flowlm.guidance.rewards`        differentiable rewards of soft tokens r(p: [B, L, V]) -> [B] (WordSetReward)
+* :mod:`~flowlm.guidance.reward_guidance`  RewardGuidedSampler: FMRG (Euclidean, Jacobian) through the flow map
 * :mod:`~flowlm.guidance.models`        the same for FLM / FMLM models and checkpoints (``flowlm sample --guidance``)
 
 Every guided object is a :class:`~flowlm.denoisers.Denoiser` or
@@ -16,6 +18,8 @@ from flowlm.guidance.autoguidance import (
     DropoutTwoTimeDenoiser,
     check_guidance_weight,
 )
+from flowlm.guidance.rewards import REWARD_MODES, Reward, WordSetReward, evaluate_reward
+from flowlm.guidance.reward_guidance import VARIANTS, RewardGuidedSampler
 from flowlm.guidance.models import autoguided, generate_guided, load_weak_model, sample_guided
 
 __all__ = [
@@ -25,6 +29,12 @@ __all__ = [
     "DropoutDenoiser",
     "DropoutTwoTimeDenoiser",
     "check_guidance_weight",
+    "Reward",
+    "REWARD_MODES",
+    "WordSetReward",
+    "evaluate_reward",
+    "VARIANTS",
+    "RewardGuidedSampler",
     "autoguided",
     "load_weak_model",
     "sample_guided",
