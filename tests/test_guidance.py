@@ -237,6 +237,25 @@ def test_cli_guidance(flm_run, tmp_path, capsys):
     assert code != 0 and "no active dropout" in err and "Traceback" not in err
 
 
+
+def test_cli_guidance_on_an_fmlm(flm_run, tmp_path, capsys):
+    from flowlm.cli.main import main
+
+    student = tmp_path / "fmlm"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWLM_CACHE", str(flm_run.parent / "cache"))
+        assert main(["distill", "--teacher", str(flm_run), "--steps", "2", "--out-dir", str(student), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    base = ["--checkpoint", student, "--steps", 2, "--n", 2, "--gamma", 0.5]
+    code, plain, err = _sample(capsys, *base)
+    assert code == 0 and "NFE 3" in err  # re-noising: 2N − 1 calls
+    code, one, err = _sample(capsys, *base, "--guidance", 1)
+    assert code == 0 and one == plain
+    code, _, err = _sample(capsys, *base, "--guidance", 4)
+    assert code == 0 and "NFE 6" in err and "FMLM" in err
+    code, _, err = _sample(capsys, *base, "--guidance", 4, "--weak", flm_run)
+    assert code != 0 and "same kind" in err
+
 # ----------------------------------------------------------------------------- the authors' γ-sampler
 def _exact_two_time(interpolant):
     law = FactorizedCategorical(torch.tensor([[0.7, 0.2, 0.1]], dtype=F64), interpolant)
