@@ -2,7 +2,7 @@
 
 * :mod:`~flowlm.guidance.autoguidance`  D_η = D_weak + η(D − D_weak) (and the logit form) as
   Denoiser / TwoTimeDenoiser subclasses; the dropout weak model
-* :mod:`~flowlm.guidance.rewards`        differentiable rewards of soft tokens r(p: [B, L, V]) -> [B] (WordSetReward)
+* :mod:`~flowlm.guidance.rewards`        differentiable rewards of soft tokens r(p: [B, L, V]) -> [B] (WordSetReward, BagOfTokensClassifier)
 * :mod:`~flowlm.guidance.reward_guidance`  RewardGuidedSampler: FMRG (Euclidean, Jacobian) through the flow map
 * :mod:`~flowlm.guidance.models`        the same for FLM / FMLM models and checkpoints (``flowlm sample --guidance``)
 
@@ -18,7 +18,7 @@ from flowlm.guidance.autoguidance import (
     DropoutTwoTimeDenoiser,
     check_guidance_weight,
 )
-from flowlm.guidance.rewards import REWARD_MODES, Reward, WordSetReward, evaluate_reward
+from flowlm.guidance.rewards import REWARD_MODES, BagOfTokensClassifier, Reward, WordSetReward, evaluate_reward
 from flowlm.guidance.reward_guidance import VARIANTS, RewardGuidedSampler
 from flowlm.guidance.models import autoguided, generate_guided, load_weak_model, sample_guided
 
@@ -32,6 +32,7 @@ __all__ = [
     "Reward",
     "REWARD_MODES",
     "WordSetReward",
+    "BagOfTokensClassifier",
     "evaluate_reward",
     "VARIANTS",
     "RewardGuidedSampler",

@@ -127,7 +127,10 @@ def sample_guided(model: nn.Module, batch: int, length: int, n_steps: int, *, we
 def generate_guided(model: nn.Module, tokenizer: Any, n_samples: int, steps: int, seed: int = 0, *,
                     length: int | None = None, gamma: float = 0.0, weight: float, weak: Any = "dropout",
                     form: str = "probs"):
-    """:func:`flowlm.pipeline.generate` with autoguidance: ``Samples`` (texts, ``nfe``, ``seconds``, ``tokens``)."""
+    """:func:`flowlm.pipeline.generate` with autoguidance: ``Samples`` (texts, ``nfe``, ``seconds``, ``tokens``).
+
+    Deterministic in ``seed``: the noise comes from a generator seeded with it, and the dropout weak
+    model uses fixed masks seeded with it (one thinned network for the whole run)."""
     from flowlm.pipeline import Samples
 
     length = length or model.config.max_length

@@ -13,6 +13,11 @@ Built-in (no download): :class:`WordSetReward` — how much a set of tokens is p
 * ``mode="log_prob"``: the log-probability that at least one position holds one, positions
   independent under the soft tokens, :math:`r(p) = \log\big(1 - \prod_l (1 - m_l)\big)`
   (:math:`m_l` clamped to [0, 1]).
+
+and :class:`BagOfTokensClassifier` — a tiny logistic regression on the mean bag of tokens, trained
+on two sets of token sequences of a corpus (e.g. lines of one speaker vs the others):
+:math:`r(p) = \log\sigma(w^\top \bar p + b)`, :math:`\bar p = \frac1L\sum_l p_l` (the expected
+token frequencies of the soft tokens), i.e. the log-probability of the positive class.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["Reward", "WordSetReward", "evaluate_reward", "REWARD_MODES"]
+__all__ = ["Reward", "WordSetReward", "BagOfTokensClassifier", "evaluate_reward", "REWARD_MODES"]
 
 Reward = Callable[[Tensor], Tensor]
 REWARD_MODES = ("count", "log_prob")
@@ -94,3 +99,50 @@ class WordSetReward:
 
     def __repr__(self) -> str:
         return f"WordSetReward({len(self.token_ids)} tokens, mode={self.mode!r})"
+
+
+class BagOfTokensClassifier:
+    """``BagOfTokensClassifier(vocab_size).fit(positive, negative)``; then ``clf(p: [B, L, V]) -> [B]`` =
+    log σ(w·mean_l p_l + b) (module docstring). ``fit`` takes token sequences ``[n, L]`` (any lengths
+    per set) and runs full-batch L-BFGS on the L2-regularized logistic loss (float64, deterministic)."""
+
+    def __init__(self, vocab_size: int, l2: float = 1e-3) -> None:
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+        self.vocab_size, self.l2 = int(vocab_size), float(l2)
+        self.weight = torch.zeros(self.vocab_size, dtype=torch.float64)
+        self.bias = torch.zeros((), dtype=torch.float64)
+
+    def features(self, tokens: Tensor) -> Tensor:
+        """Mean one-hot bag ``[n, V]`` of token sequences ``[n, L]``."""
+        if tokens.ndim != 2 or tokens.numel() == 0:
+            raise ValueError(f"token sequences must be a non-empty [n, L] tensor, got shape {tuple(tokens.shape)}")
+        if int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size})")
+        return torch.nn.functional.one_hot(tokens.long(), self.vocab_size).double().mean(1)
+
+    def fit(self, positive: Tensor, negative: Tensor, steps: int = 100) -> "BagOfTokensClassifier":
+        feats = torch.cat([self.features(positive), self.features(negative)])  # [n, V]
+        labels = torch.cat([torch.ones(len(positive)), torch.zeros(len(negative))]).double()
+        w = torch.zeros(self.vocab_size + 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            z = feats @ w[:-1] + w[-1]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, labels) + self.l2 * w[:-1].square().sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.weight, self.bias = w[:-1].detach(), w[-1].detach()
+        return self
+
+    def __call__(self, probs: Float[Tensor, "B L V"]) -> Float[Tensor, " B"]:
+        if probs.shape[-1] != self.vocab_size:
+            raise ValueError(f"expected [B, L, {self.vocab_size}] probabilities, got {tuple(probs.shape)}")
+        z = probs.mean(1) @ self.weight.to(probs) + self.bias.to(probs)
+        return torch.nn.functional.logsigmoid(z)
+
+    def __repr__(self) -> str:
+        return f"BagOfTokensClassifier(vocab_size={self.vocab_size}, l2={self.l2:g})"
