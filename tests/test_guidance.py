@@ -445,3 +445,17 @@ def test_bag_of_tokens_classifier_learns_and_guides():
     guided = RewardGuidedSampler(3, clf, step_size=1.0)(two, flow, x0)
     plain = FlowMapSampler(guided.nfe)(two, flow, x0)
     assert float(_count(guided.tokens).mean()) > float(_count(plain.tokens).mean()) + 0.2
+
+
+def test_guided_denoisers_nest_and_count_every_call():
+    """A guided denoiser used as the model of another counts 2 + 1 calls; logits at η ∈ {0, 1} are the models'."""
+    strong, weak = _laws()
+    x, t = _state()
+    inner = AutoGuidedDenoiser(strong, weak, 2.0)
+    outer = AutoGuidedDenoiser(inner, weak, 1.5)
+    assert inner.calls_per_eval == 2 and outer.calls_per_eval == 3
+    assert AutoGuidedDenoiser(inner, weak, 1.0).calls_per_eval == 2
+    assert torch.equal(AutoGuidedDenoiser(strong, weak, 0.0).logits(x, t), weak.logits(x, t))
+    assert torch.equal(AutoGuidedDenoiser(strong, weak, 1.0).logits(x, t), strong.logits(x, t))
+    flow = Flow.identity(Linear(), 3)
+    assert EulerSampler(4)(outer, flow, torch.randn(3, 2, 3, dtype=F64)).nfe == 12

@@ -88,9 +88,9 @@ class _Guided:
 
     @property
     def calls_per_eval(self) -> int:
-        """Model evaluations per call: 1 at η ∈ {0, 1} (one model only), else 2 (both)."""
-        inner = max(getattr(self.strong, "calls_per_eval", 1), getattr(self.weak, "calls_per_eval", 1))
-        return inner if self.weight in (0.0, 1.0) else 2 * inner
+        """Model evaluations per call: the model's alone at η = 1, the weak model's at η = 0, else both."""
+        strong, weak = getattr(self.strong, "calls_per_eval", 1), getattr(self.weak, "calls_per_eval", 1)
+        return strong if self.weight == 1.0 else weak if self.weight == 0.0 else strong + weak
 
     def _combine(self, p_weak: Tensor, p_strong: Tensor) -> Tensor:
         return p_weak + self.weight * (p_strong - p_weak)
@@ -132,8 +132,8 @@ class AutoGuidedDenoiser(_Guided, Denoiser):
         self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
     ) -> Float[Tensor, "B L V"]:
         """Logit form: ℓ_w + η(ℓ − ℓ_w). Probability form: ``log(max(D_η, tiny))`` (a lossy view)."""
-        if self.weight == 1.0:
-            return self.strong.logits(x, t, tau=tau)
+        if self.weight in (0.0, 1.0):
+            return (self.strong if self.weight == 1.0 else self.weak).logits(x, t, tau=tau)
         if self.form == "logits":
             return self._combine(self.weak.logits(x, t, tau=tau), self.strong.logits(x, t, tau=tau))
         p = self.probs(x, t, tau=tau)
@@ -180,8 +180,8 @@ class AutoGuidedTwoTimeDenoiser(_Guided, TwoTimeDenoiser):
     ) -> Float[Tensor, "B L V"]:
         """Logit form: ℓ_w + η(ℓ − ℓ_w). Probability form: ``log(max(δ_η, tiny))`` (a lossy view)."""
         kw = {"tau_s": tau_s, "tau_t": tau_t}
-        if self.weight == 1.0:
-            return self.strong.logits(x, s, t, **kw)
+        if self.weight in (0.0, 1.0):
+            return (self.strong if self.weight == 1.0 else self.weak).logits(x, s, t, **kw)
         if self.form == "logits":
             return self._combine(self.weak.logits(x, s, t, **kw), self.strong.logits(x, s, t, **kw))
         p = self.probs(x, s, t, **kw)
