@@ -15,6 +15,7 @@ examples:
   flowlm sample --checkpoint runs/tiny-flm/checkpoint.safetensors --out samples.txt
   flowlm sample --steps 4 --gamma 0.3 --seed 7      # latest run under ./runs, re-noising FMLM steps
   flowlm sample --checkpoint fmlm-lm1b.ckpt --steps 1  # the authors' checkpoint (.ckpt or Hugging Face folder)
+  flowlm sample --guidance 3 --weak dropout         # autoguidance D_weak + 3(D - D_weak), NFE doubles
 
 Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
 """
@@ -45,7 +46,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="not needed: the run directory carries its tokenizer (accepted like in every subcommand)")
+    _add_guidance_options(p)
     p.set_defaults(func=run)
+
+
+def _add_guidance_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("autoguidance (flowlm.guidance)")
+    g.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="autoguidance weight η >= 0: D_weak + η(D - D_weak); 1 = the plain model (default: none)")
+    g.add_argument("--weak", default="dropout", metavar="dropout|online|CKPT",
+                   help="the weak model: the same network with dropout on, the run's online (non-EMA) weights, "
+                        "or another checkpoint of the same kind (default: dropout)")
+    g.add_argument("--guidance-form", choices=("probs", "logits"), default="probs",
+                   help="extrapolate probabilities (the paper's; may leave the simplex) or logits (default: probs)")
+
+
+def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int, length: int, gamma: float):
+    """``generate``, or its autoguided version when ``--guidance`` is given."""
+    from flowlm.pipeline import RunError, generate
+
+    if args.guidance is None:
+        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma)
+    from flowlm._io import resolve_device
+    from flowlm.guidance import check_guidance_weight, generate_guided, load_weak_model
+
+    try:
+        weight = check_guidance_weight(args.guidance)
+    except ValueError as e:
+        raise RunError(f"--guidance: {e}") from None
+    weak = load_weak_model(args.weak, model, ckpt, device=resolve_device(args.device))
+    try:
+        return generate_guided(model, tok, n, steps, args.seed, length=length, gamma=gamma, weight=weight, weak=weak,
+                               form=args.guidance_form)
+    except ValueError as e:  # e.g. a network without dropout and --weak dropout
+        raise RunError(f"--guidance: {e}") from None
 
 
 def _latest_run() -> Path:
@@ -68,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"{out} already exists; choose another --out (it was left untouched)")
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if args.guidance is not None and not 0.0 <= args.guidance < float("inf"):
+        raise RunError(f"--guidance must be a finite weight >= 0 (1 = the plain model), got {args.guidance}")
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_any(ckpt, device=resolve_device(args.device), tokenizer=args.tokenizer,
                                trust_pickle=args.trust_pickle)
@@ -77,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if length > cfg.seq_len:
         raise RunError(f"--length {length} exceeds the model's sequence length {cfg.seq_len}")
     gamma = cfg.gamma if args.gamma is None else args.gamma
-    samples = generate(model, tok, args.n or cfg.n_samples, steps, args.seed, length=length, gamma=gamma)
+    samples = _generate(args, model, tok, ckpt, args.n or cfg.n_samples, steps, length, gamma)
     text = SEPARATOR.join(samples) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     kind = "FMLM" if flow_map else "FLM"
-    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps, "
+    guided = "" if args.guidance is None else f", guidance {args.guidance:g} (weak: {args.weak})"
+    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps{guided}, "
           f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
     return 0
