@@ -405,3 +405,43 @@ def test_train_logs_validation_every_eval_every_steps(corpus, tmp_path, capsys):
     for step in (2, 4, 6):
         assert f"step {step}: validation loss" in err
     assert "\r" not in err  # not a terminal: plain progress lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ar", "mdlm"])
+def test_train_baseline_kind_saves_reloads_and_samples(kind, corpus, tmp_path, capsys):
+    """`flowlm train --model ar|mdlm`: the same DiT trains, the checkpoint records its kind, and it
+    reloads from the checkpoint file alone and samples through `flowlm sample` (temperature, top-p)."""
+    from flowlm.models import AR, MDLM
+    from flowlm.pipeline import load_model
+
+    run = tmp_path / kind
+    code, out, err = _run(capsys, "train", *FAST, "--model", kind, "--data", corpus, "--out-dir", run, "--steps", 4)
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["kind"] == kind
+    assert json.loads((run / "config.json").read_text())["model"]["kind"] == kind
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run / "checkpoint.safetensors", lone / "model.safetensors")
+    model, tok, cfg = load_model(lone / "model.safetensors")
+    assert isinstance(model, AR if kind == "ar" else MDLM) and cfg.model.kind == kind
+    assert model.config.causal == (kind == "ar")
+    args = ["sample", "--checkpoint", run, "--n", 2, "--temperature", 0.7, "--top-p", 0.9, "--seed", 3]
+    if kind == "mdlm":
+        args += ["--steps", 5]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    texts = out.split("\n\n----------\n\n")
+    assert len(texts) == 2 and f"from the {kind.upper()}" in err
+    assert f"NFE {32 if kind == 'ar' else 5}" in err  # AR: one network call per token; MDLM: one per step
+    code, out2, _ = _run(capsys, *args)
+    assert out2 == out  # seeded
+    code, _, err = _run(capsys, "distill", "--teacher", run, "--out-dir", tmp_path / "d")
+    assert code == 2
+    _error_line(err, f"is a {kind} model; the teacher must be an FLM checkpoint")
+
+
+def test_sample_flags_for_the_wrong_kind_are_refused(run_dir, capsys):
+    code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--temperature", 0.5)
+    assert code == 2
+    _error_line(err, "--temperature and --top-p apply to AR and MDLM models")
