@@ -470,6 +470,7 @@ _FLAT_PRESETS: dict[str, dict[str, Any]] = {
         steps=20, batch_size=8, lr=2e-3, warmup_steps=5, ema_decay=0.9, log_every=5, ckpt_every=10, eval_every=10,
         distill_steps=10, distill_batch_size=8, distill_lr=1e-3, distill_warmup_steps=2, distill_ema_decay=0.9,
         sample_steps=8, n_samples=2, val_fraction=0.1, attention="math",
+        **{"eval.n_samples": 4, "eval.steps": "2,8", "eval.temperatures": "0.7,1.0"},
     ),
     # ~10 GFLOP per step (0.8M non-embedding parameters × 2048 tokens): ~0.1-0.2 s on a laptop CPU
     "shakespeare-char": dict(
