@@ -136,3 +136,70 @@ def test_distill_config_exposes_every_distiller_option():
     names = {f.name for f in dataclasses.fields(DistillConfig)}
     assert {"method", "projection", "jvp", "jvp_eps", "diagonal_fraction", "boundary_fraction", "intermediate",
             "eulerian_target", "eta", "boundary", "tau_max", "teacher", "student_init"} <= names
+
+
+@pytest.fixture(scope="module")
+def tiny_flm(tmp_path_factory):
+    from flowlm.pipeline import train_model
+
+    root = tmp_path_factory.mktemp("cfg")
+    corpus = root / "c.txt"
+    corpus.write_text("Shall I compare thee to a summer's day? Thou art more lovely and more temperate. " * 20)
+    ckpt = train_model(preset("tiny", steps=3, device="cpu"), corpus, root / "flm")
+    return ckpt, corpus
+
+
+@pytest.mark.slow
+def test_old_run_folder_with_flat_config_still_loads(tiny_flm, tmp_path):
+    """A run folder of the first release: flat config.json, checkpoint header without the run config."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from flowlm.pipeline import generate, load_model
+
+    ckpt, _ = tiny_flm
+    old = tmp_path / "old"
+    shutil.copytree(ckpt.parent, old)
+    cfg = RunConfig.from_dict(json.loads((old / "config.json").read_text()))
+    inverse = {v: k for k, v in LEGACY_KEYS.items()}
+    flat = {inverse[k]: v for k, v in cfg.to_flat().items() if k in inverse}
+    flat.update(preset=cfg.preset, seed=cfg.seed, device=cfg.device, compile=cfg.compile)
+    (old / "config.json").write_text(json.dumps(flat))
+    with safe_open(str(old / "checkpoint.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    header = json.loads(meta["config"])
+    for k in ("run_config", "tokenizer_spec", "run"):
+        header.pop(k)
+    save_file(tensors, str(old / "checkpoint.safetensors"), metadata={**meta, "config": json.dumps(header)})
+    model, tok, loaded = load_model(old)
+    assert loaded.data.seq_len == cfg.data.seq_len and loaded.model.width == cfg.model.width
+    new_model, _, _ = load_model(ckpt)
+    for a, b in zip(model.state_dict().values(), new_model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert len(generate(model, tok, 1, 2)) == 1
+    (old / "config.json").unlink()  # without the side files an old checkpoint cannot describe itself
+    with pytest.raises(Exception, match="needs the files of its run directory"):
+        load_model(old)
+
+
+@pytest.mark.slow
+def test_student_init_and_self_distillation_through_the_pipeline(tiny_flm, tmp_path):
+    import torch
+
+    from flowlm.pipeline import distill_fmlm, load_model
+
+    ckpt, corpus = tiny_flm
+    teacher, _, _ = load_model(ckpt)
+    base = preset("tiny", device="cpu").updated({"distill.steps": 1, "distill.lr": 1e-12, "distill.warmup_steps": 0})
+    warm = distill_fmlm(base, ckpt, out_dir=tmp_path / "warm", data=corpus)
+    cold = distill_fmlm(base.updated({"distill.student_init": "scratch"}), ckpt, out_dir=tmp_path / "cold", data=corpus)
+    selfd = distill_fmlm(base.updated({"distill.teacher": "self"}), ckpt, out_dir=tmp_path / "self", data=corpus)
+    e_teacher = teacher.net.E.detach()
+    (w, _, wcfg), (c, _, ccfg), (s, _, scfg) = load_model(warm), load_model(cold), load_model(selfd)
+    # lr ~ 0: a teacher-initialized student keeps the teacher's input matrix, a scratch one does not
+    assert torch.allclose(w.net.E, e_teacher, atol=1e-6) and not torch.allclose(c.net.E, e_teacher, atol=1e-3)
+    assert (wcfg.distill.student_init, ccfg.distill.student_init, scfg.distill.teacher) == ("teacher", "scratch", "self")
