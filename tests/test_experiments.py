@@ -103,3 +103,25 @@ def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
     again = run_suite(suite, cfg, out=out, data=corpus, evaluator=evaluator, progress=False, log=lambda m: None)
     assert [r.gen_ppl for r in again.rows] == [r.gen_ppl for r in res.rows]
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+@pytest.mark.slow
+def test_bench_measures_baselines_on_the_same_backbone(corpus, tmp_path):
+    """`flowlm bench --baseline`: AR and MDLM rows next to FLM / FMLM (AR: one step per token)."""
+    from flowlm.cli.bench import format_markdown, run_bench
+    from flowlm.pipeline import distill_fmlm, train_model
+
+    cfg = preset("tiny", steps=3, device="cpu").updated({"distill.steps": 2})
+    flm = train_model(cfg, corpus, tmp_path / "flm")
+    fmlm = distill_fmlm(cfg, flm, out_dir=tmp_path / "fmlm", data=corpus)
+    ar = train_model(cfg.updated({"model.kind": "ar"}), corpus, tmp_path / "ar")
+    mdlm = train_model(cfg.updated({"model.kind": "mdlm"}), corpus, tmp_path / "mdlm")
+    res = run_bench(flm, fmlm, fmlm_steps=(1,), flm_steps=(2,), batch=2, repeats=1, device="cpu", progress=False,
+                    baselines=[ar, mdlm], baseline_steps=(4,))
+    rows = {(r["method"], r["steps"]): r for r in res["rows"]}
+    assert set(rows) == {("FMLM", 1), ("FLM", 2), ("AR", 32), ("MDLM", 4)}
+    assert rows[("AR", 32)]["nfe"] == 32 and set(res["baselines"]) == {"AR", "MDLM"}
+    assert "| AR | 32 |" in format_markdown(res)
+    with pytest.raises(Exception, match="expected one AR and/or one MDLM"):
+        run_bench(flm, fmlm, fmlm_steps=(1,), flm_steps=(2,), batch=2, repeats=1, device="cpu", progress=False,
+                  baselines=[flm])
