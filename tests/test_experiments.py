@@ -93,6 +93,7 @@ def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
     report = out / "report"
     md = (report / "results.md").read_text()
     assert "| variant | method |" in md and (report / "genppl_entropy.png").stat().st_size > 0
+    assert "**sample 0**" in (report / "samples.md").read_text()
     data = json.loads((report / "results.json").read_text())
     assert data["suite"] == suite and len(data["rows"]) == expected
     if suite == "ablations":

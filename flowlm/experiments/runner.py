@@ -5,7 +5,7 @@ Layout of ``out``::
     seed0/<stage>/      one run folder per stage (flowlm.pipeline: train_model / distill_fmlm)
     seed0/stage.json    finished stages: config, checkpoint hash, training wall time
     seed0/records/      one EvalRecord per (stage, steps, temperature)
-    report/             results.md, results.json, genppl_entropy.png
+    report/             results.md, results.json, genppl_entropy.png, samples.md
 
 Every stage and evaluation is resumable: a finished stage (same config, same checkpoint hash) is
 skipped, an interrupted one resumes from its last checkpoint, and an evaluation whose record
@@ -308,7 +308,20 @@ def run_suite(
     result = SuiteResult(suite=name, preset=cfg.preset, seeds=seeds, evaluator=evaluator.name, n_samples=n,
                          stages=stages, rows=rows, summary=summarize(rows), unavailable=suite.unavailable)
     result.report = str(write_suite_report(result, out / "report"))
+    _write_sample_excerpts(out / f"seed{seeds[0]}" / "samples", out / "report" / "samples.md")
     return result
+
+
+def _write_sample_excerpts(samples_dir: Path, path: Path, n_show: int = 2) -> None:
+    """``samples.md``: the first ``n_show`` samples of every evaluation of the first seed."""
+    parts = [f"# Samples (first seed, {n_show} per evaluation)\n"]
+    for f in sorted(samples_dir.glob("*.txt")):
+        chunks = f.read_text(encoding="utf-8").split("\n=== sample ")[1 : n_show + 1]
+        parts.append(f"\n## {f.stem}\n")
+        for c in chunks:
+            idx, _, text = c.partition(" ===\n")
+            parts.append(f"\n**sample {idx}**\n\n```text\n{text.rstrip()}\n```\n")
+    atomic_write_text(path, "".join(parts))
 
 
 # ------------------------------------------------------------------------------------ report
