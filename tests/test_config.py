@@ -203,3 +203,13 @@ def test_student_init_and_self_distillation_through_the_pipeline(tiny_flm, tmp_p
     # lr ~ 0: a teacher-initialized student keeps the teacher's input matrix, a scratch one does not
     assert torch.allclose(w.net.E, e_teacher, atol=1e-6) and not torch.allclose(c.net.E, e_teacher, atol=1e-3)
     assert (wcfg.distill.student_init, ccfg.distill.student_init, scfg.distill.teacher) == ("teacher", "scratch", "self")
+
+
+def test_torch_free_choice_lists_mirror_the_library():
+    from flowlm.flowmaps.eulerian import BOUNDARY_POLICIES as EULER_BOUNDARY
+    from flowlm.flowmaps.projections import PROJECTIONS as LIB_PROJECTIONS
+    from flowlm.flowmaps.time_pairs import _INTERMEDIATE
+    from flowlm.presets import BOUNDARY_POLICIES, INTERMEDIATES, PROJECTIONS
+
+    assert set(PROJECTIONS) == set(LIB_PROJECTIONS) | {"auto"}
+    assert tuple(BOUNDARY_POLICIES) == tuple(EULER_BOUNDARY) and tuple(INTERMEDIATES) == tuple(_INTERMEDIATE)
