@@ -46,6 +46,8 @@ def test_legacy_flat_keys_and_old_config_json():
     cfg = apply_overrides(preset("tiny"), ["seq_len=64", "distill_method=eulerian", "distill_sample_steps=2"])
     assert (cfg.data.seq_len, cfg.distill.method, cfg.sample.flow_map_steps) == (64, "eulerian", 2)
     assert cfg.seq_len == 64 and cfg.distill_method == "eulerian"  # deprecated flat reads
+    # the flat `condition_fraction` of the prompts work lives in the train section
+    assert apply_overrides(preset("tiny"), ["condition_fraction=0.25"]).train.condition_fraction == 0.25
     # a config.json of the first release: every field flat
     old = {"preset": "tiny", "tokenizer": "char", "seq_len": 48, "depth": 2, "width": 32, "heads": 2,
            "steps": 9, "distill_method": "lagrangian", "distill_steps": 3, "sample_steps": 5, "n_samples": 2,
