@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flowlm._io import atomic_write_json, atomic_write_text, resolve_device
-from flowlm.experiments.suites import ExperimentError, Stage, Suite, build_suite
+from flowlm.experiments.suites import ExperimentError, Stage, build_suite
 
 __all__ = ["StageResult", "ResultRow", "SummaryRow", "SuiteResult", "run_suite", "write_suite_report", "summarize"]
 
