@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from flowlm._io import atomic_write_json, resolve_device
 from flowlm.evaluation import (
     DEFAULT_EVALUATOR,
