@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit("--etas: give at least one weight")
     device = resolve_device(args.device)
     model, tok, cfg = load_any(args.checkpoint, device=device)
-    steps = args.steps or (cfg.distill_sample_steps if model.kind == "fmlm" else cfg.sample_steps)
+    steps = args.steps or (cfg.sample.flow_map_steps if model.kind == "fmlm" else cfg.sample.steps)
     weak = load_weak_model(args.weak, model, args.checkpoint, device=device)
     evaluator = load_evaluator(args.evaluator or DEFAULT_EVALUATOR, device=device)
     rows = []

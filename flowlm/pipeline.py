@@ -1,9 +1,12 @@
-"""The run pipeline: train an FLM, distill it into an FMLM, load a checkpoint, generate text.
+"""The run pipeline: train a model (FLM, AR or MDLM), distill an FLM into an FMLM, load a
+checkpoint, generate text.
 
 These are the programmatic steps behind ``flowlm train | distill | sample`` (and the quickstart):
 
-* :func:`train_flm` ``(cfg, data, out_dir, resume) -> checkpoint path``
-* :func:`distill_fmlm` ``(cfg, teacher_ckpt, method, out_dir, resume) -> checkpoint path``
+* :func:`train_model` ``(cfg, data, out_dir, resume) -> checkpoint path`` (kind: ``cfg.model.kind``;
+  :func:`train_flm` is the same call)
+* :func:`distill_fmlm` ``(cfg, teacher_ckpt, method, out_dir, resume) -> checkpoint path``, the
+  distiller built from ``cfg.distill`` by :func:`build_distiller`
 * :func:`load_model` ``(ckpt) -> (model, tokenizer, cfg)``
 * :func:`generate` ``(model, tokenizer, n_samples, steps, seed) -> Samples`` (a list of strings
   carrying ``nfe``, ``seconds`` and ``tokens``)
@@ -12,14 +15,15 @@ A run directory holds::
 
     config.json              the RunConfig (the last one used, e.g. with more steps on resume)
     tokenizer.json           the tokenizer spec (flowlm.data.tokenizers.tokenizer_from_spec)
-    run.json                 what was trained: kind (flm | fmlm), data fingerprint, teacher, method
-    checkpoint.safetensors   model + EMA + optimizer + RNG (flowlm.training), written atomically
+    run.json                 what was trained: kind (flm | fmlm | ar | mdlm), data fingerprint, teacher, method
+    checkpoint.safetensors   model + EMA + optimizer + RNG (flowlm.training), written atomically; its
+                             header holds the DiT config, kind, tokenizer spec, run.json and the
+                             full RunConfig, so it loads on its own (the three JSON files mirror it)
     metrics.jsonl            one JSON record per log step, a validation record every eval_every
                              steps (current weights) and a final one (EMA weights)
     samples.txt              samples drawn from the EMA weights at the end of the run
 
-The checkpoint itself also stores the DiT config, the tokenizer spec and the run kind, so a
-checkpoint copied next to another run's files is refused (:class:`~flowlm.training.CheckpointMismatchError`)
+A checkpoint copied next to another run's files is refused (:class:`~flowlm.training.CheckpointMismatchError`)
 instead of decoding garbage. Nothing here deletes or overwrites a file it did not write for the
 same run: ``resume=False`` on an existing run directory is an error.
 """
@@ -49,6 +53,9 @@ __all__ = [
     "RunError",
     "Samples",
     "train_flm",
+    "train_model",
+    "build_distiller",
+    "default_steps",
     "distill_fmlm",
     "load_model",
     "generate",
@@ -73,8 +80,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _model_differences(old: RunConfig, new: RunConfig) -> list[str]:
-    return [f"{k}: run has {getattr(old, k)!r}, requested {getattr(new, k)!r}"
-            for k in MODEL_FIELDS if getattr(old, k) != getattr(new, k)]
+    return [f"{k}: run has {old.get(k)!r}, requested {new.get(k)!r}"
+            for k in MODEL_FIELDS if old.get(k) != new.get(k)]
 
 
 def _existing_run(out: Path, kind: str, cfg: RunConfig, resume: bool) -> dict[str, Any] | None:
@@ -115,12 +122,18 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     return p
 
 
-def load_run_config(run_dir: str | os.PathLike) -> RunConfig:
-    """The :class:`RunConfig` saved in ``run_dir/config.json``."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise RunError(f"{run_dir} has no config.json; is it a flowlm run directory?")
-    return RunConfig.from_dict(_read_json(path))
+def load_run_config(run: str | os.PathLike) -> RunConfig:
+    """The :class:`RunConfig` of a run directory (its ``config.json``) or a checkpoint file (its
+    ``config.json`` neighbour, else the copy in the checkpoint's header)."""
+    p = Path(run).expanduser()
+    run_dir = p if p.is_dir() else p.parent
+    if (run_dir / "config.json").is_file():
+        return RunConfig.from_dict(_read_json(run_dir / "config.json"))
+    if p.is_file() or (p / CHECKPOINT_NAME).is_file():
+        meta = _checkpoint_meta(find_checkpoint(p))
+        if isinstance(meta.get("run_config"), dict):
+            return RunConfig.from_dict(meta["run_config"])
+    raise RunError(f"{run} has no config.json (and no self-describing checkpoint); is it a flowlm run directory?")
 
 
 def _tokenizer_entry(spec: dict[str, Any]) -> dict[str, Any]:
@@ -131,18 +144,18 @@ def _tokenizer_entry(spec: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- building
 def _check_shards_required(cfg: RunConfig, data: str | os.PathLike | None) -> None:
     """A preset that trains on prepared token shards (``require_shards``) refuses any other corpus."""
-    if cfg.require_shards and not is_shard_folder(data):
+    if cfg.data.require_shards and not is_shard_folder(data):
         raise RunError(
             f"the {cfg.preset} preset trains on prepared token shards, and {data or 'the default corpus'} is not a "
-            f"shard folder; prepare one with `flowlm data prepare --data PATH_OR_GLOB --tokenizer {cfg.tokenizer} "
-            f"--out data/{cfg.preset}` and pass --data data/{cfg.preset} (or --set require_shards=false)"
+            f"shard folder; prepare one with `flowlm data prepare --data PATH_OR_GLOB --tokenizer {cfg.data.tokenizer} "
+            f"--out data/{cfg.preset}` and pass --data data/{cfg.preset} (or --set data.require_shards=false)"
         )
 
 
 def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokenizer | None, batch_size: int):
     if is_shard_folder(data):  # prepared token shards: streamed from disk, bounded memory
-        tok, splits, fingerprint = shard_datasets(data, cfg.seq_len, batch_size, seed=cfg.seed,
-                                                  val_fraction=cfg.val_fraction, tokenizer_kind=cfg.tokenizer)
+        tok, splits, fingerprint = shard_datasets(data, cfg.data.seq_len, batch_size, seed=cfg.seed,
+                                                  val_fraction=cfg.data.val_fraction, tokenizer_kind=cfg.data.tokenizer)
         if tokenizer is not None and spec_digest(tokenizer.spec()) != spec_digest(tok.spec()):
             raise RunError(f"the shards in {data} were tokenized with another {tok.kind} tokenizer than the run's; "
                            "pass the run's own --data or use a new --out-dir")
@@ -150,11 +163,12 @@ def _data_for(cfg: RunConfig, data: str | os.PathLike | None, tokenizer: Tokeniz
     _check_shards_required(cfg, data)
     docs = load_documents(data)
     if tokenizer is None:
-        tokenizer = build_tokenizer(cfg.tokenizer, "\n\n".join(docs) if cfg.tokenizer in ("char", "bpe") else None,
-                                    vocab_size=cfg.vocab_size or None)
+        tokenizer = build_tokenizer(cfg.data.tokenizer,
+                                    "\n\n".join(docs) if cfg.data.tokenizer in ("char", "bpe") else None,
+                                    vocab_size=cfg.data.vocab_size or None)
     fingerprint = documents_fingerprint(docs)
-    splits = build_datasets(tokenizer, cfg.seq_len, batch_size, seed=cfg.seed, val_fraction=cfg.val_fraction,
-                            split_by=cfg.split_by, encoded=_encoded(docs, tokenizer, fingerprint))
+    splits = build_datasets(tokenizer, cfg.data.seq_len, batch_size, seed=cfg.seed, val_fraction=cfg.data.val_fraction,
+                            split_by=cfg.data.split_by, encoded=_encoded(docs, tokenizer, fingerprint))
     return tokenizer, splits, fingerprint
 
 
@@ -187,20 +201,15 @@ def _main_process() -> bool:
 def _train_config(cfg: RunConfig, out: Path, *, distill: bool):
     from flowlm.training import TrainConfig
 
+    t, d = cfg.train, cfg.distill
+    common = dict(weight_decay=t.weight_decay, grad_clip=t.grad_clip or None, grad_accum=t.grad_accum,
+                  compile=cfg.compile, seed=cfg.seed, device=str(_device(cfg)), log_every=t.log_every,
+                  ckpt_every=t.ckpt_every, eval_every=t.eval_every, out_dir=str(out))
     if distill:
-        return TrainConfig(
-            steps=cfg.distill_steps, batch_size=cfg.distill_batch_size, lr=cfg.distill_lr,
-            warmup_steps=cfg.distill_warmup_steps, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None,
-            ema_decay=cfg.distill_ema_decay, grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed,
-            device=str(_device(cfg)), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-            eval_every=cfg.eval_every, out_dir=str(out),
-        )
-    return TrainConfig(
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip or None, ema_decay=cfg.ema_decay,
-        grad_accum=cfg.grad_accum, compile=cfg.compile, seed=cfg.seed, device=str(_device(cfg)),
-        log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every, out_dir=str(out),
-    )
+        return TrainConfig(steps=d.steps, batch_size=d.batch_size, lr=d.lr, warmup_steps=d.warmup_steps,
+                           ema_decay=d.ema_decay, **common)
+    return TrainConfig(steps=t.steps, batch_size=t.batch_size, lr=t.lr, warmup_steps=t.warmup_steps,
+                       ema_decay=t.ema_decay, **common)
 
 
 @torch.no_grad()
@@ -233,7 +242,7 @@ def _periodic_validation(objective: Any, val, seed: int):
 
 
 def _finish(model: nn.Module, result: Any, objective: Any, splits: Any, tok: Tokenizer, cfg: RunConfig,
-            out: Path, *, flow_map: bool) -> None:
+            out: Path) -> None:
     """Swap in the EMA weights, log the validation loss, write samples.txt."""
     if result.ema is not None:
         result.ema.copy_to(model)
@@ -241,67 +250,140 @@ def _finish(model: nn.Module, result: Any, objective: Any, splits: Any, tok: Tok
     val = _validation_loss(model, objective, splits.val, cfg.seed)
     if val is not None:
         record["val_loss"] = val  # the training objective on held-out blocks (not a likelihood bound)
-    steps = cfg.distill_sample_steps if flow_map else cfg.sample_steps
-    samples = generate(model, tok, cfg.n_samples, steps, cfg.seed, gamma=cfg.gamma)
+    steps = default_steps(cfg, model.kind)
+    samples = generate(model, tok, cfg.sample.n, steps, cfg.seed, gamma=cfg.sample.gamma,
+                       temperature=cfg.sample.temperature, top_p=cfg.sample.top_p)
     record.update(sample_nfe=samples.nfe, sample_seconds=samples.seconds)
     with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     atomic_write_text(out / "samples.txt", _format_samples(samples, steps))
 
 
-def _format_samples(samples: "Samples", steps: int) -> str:
+def _format_samples(samples: "Samples", steps: int | None) -> str:
     head = f"# {len(samples)} samples, {steps} steps, NFE {samples.nfe}, {samples.seconds:.2f} s\n"
     return head + "".join(f"\n=== sample {i} ===\n{s}\n" for i, s in enumerate(samples))
 
 
+# --------------------------------------------------------------------------------- building models
+def build_model(cfg: RunConfig, vocab_size: int, kind: str | None = None) -> nn.Module:
+    """A fresh model of ``kind`` (default ``cfg.model.kind``: flm | ar | mdlm; or fmlm) for ``vocab_size``."""
+    from flowlm.models import AR, FLM, FMLM, MDLM
+
+    kind = kind or cfg.model.kind
+    if kind == "flm":
+        return FLM(cfg.dit_config(vocab_size), projected=cfg.model.projected)
+    if kind == "fmlm":
+        return FMLM(cfg.dit_config(vocab_size, two_time=True), projected=cfg.model.projected)
+    if kind == "ar":
+        return AR(cfg.dit_config(vocab_size))
+    if kind == "mdlm":
+        return MDLM(cfg.dit_config(vocab_size))
+    raise RunError(f"unknown model kind {kind!r}; choose one of flm, fmlm, ar, mdlm")
+
+
+def _objective(kind: str) -> Any:
+    from flowlm.training import FLMObjective, TokenNetObjective
+
+    return FLMObjective() if kind == "flm" else TokenNetObjective()
+
+
+def default_steps(cfg: RunConfig, kind: str) -> int | None:
+    """Sampler steps of a ``kind`` model when none are asked for: FLM / MDLM ``sample.steps``, FMLM
+    ``sample.flow_map_steps``, AR ``None`` (one step per token)."""
+    return {"fmlm": cfg.sample.flow_map_steps, "ar": None}.get(kind, cfg.sample.steps)
+
+
+def _checkpoint_config(cfg: RunConfig, spec: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's header holds besides the network config: everything ``load_model`` needs."""
+    return {"kind": run["kind"], "tokenizer": _tokenizer_entry(spec), "tokenizer_spec": spec,
+            "projected": cfg.model.projected, "run": run, "run_config": cfg.to_dict()}
+
+
 # --------------------------------------------------------------------------------- train / distill
+def train_model(
+    cfg: RunConfig,
+    data: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "runs/flm",
+    resume: bool = True,
+) -> Path:
+    """Train a ``cfg.model.kind`` model (flm | ar | mdlm) on ``data`` (``None`` = the embedded plays) into
+    ``out_dir``; returns the checkpoint.
+
+    A fresh run builds the tokenizer from the corpus; a resumed run (``resume=True`` and a run in
+    ``out_dir``) reuses the saved tokenizer and must see the same corpus and model settings.
+    """
+    from flowlm.training import train
+
+    kind = cfg.model.kind
+    main = _main_process()
+    out = Path(out_dir).expanduser()
+    run = _existing_run(out, kind, cfg, resume)
+    tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
+    _check_shards_required(cfg, data)
+    check_training_memory(cfg, tok.vocab_size if tok else None, device=_device(cfg))  # before reading the data
+    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.train.batch_size)
+    if run and run.get("data_fingerprint") != fingerprint:
+        raise RunError(f"cannot resume {out}: it was trained on other data ({run.get('data')}); "
+                       "pass the same --data or use a new --out-dir")
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, tok.vocab_size)
+    tc = _train_config(cfg, out, distill=False)
+    run_info = {
+        "kind": kind, "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
+        "vocab_size": tok.vocab_size, "train_blocks": splits.train.num_blocks,
+        "val_blocks": splits.val.num_blocks if splits.val else 0,
+    }
+    if main:
+        _write_run_files(out, cfg, tok, run_info)
+    objective = _objective(kind)
+    result = train(model, objective, splits.train, tc, resume=resume,
+                   checkpoint_config=_checkpoint_config(cfg, tok.spec(), run_info),
+                   evaluate=_periodic_validation(objective, splits.val, cfg.seed))
+    if main:
+        _finish(model, result, objective, splits, tok, cfg, out)
+    return out / CHECKPOINT_NAME
+
+
 def train_flm(
     cfg: RunConfig,
     data: str | os.PathLike | None = None,
     out_dir: str | os.PathLike = "runs/flm",
     resume: bool = True,
 ) -> Path:
-    """Train an FLM on ``data`` (``None`` = the embedded plays) into ``out_dir``; returns the checkpoint.
-
-    A fresh run builds the tokenizer from the corpus; a resumed run (``resume=True`` and a run in
-    ``out_dir``) reuses the saved tokenizer and must see the same corpus and model settings.
-    """
-    from flowlm.models import FLM
-    from flowlm.training import FLMObjective, train
-
-    main = _main_process()
-    out = Path(out_dir).expanduser()
-    run = _existing_run(out, "flm", cfg, resume)
-    tok = tokenizer_from_spec(_read_json(out / "tokenizer.json"), corpus_path=data) if run else None
-    _check_shards_required(cfg, data)
-    check_training_memory(cfg, tok.vocab_size if tok else None, device=_device(cfg))  # before reading the data
-    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.batch_size)
-    if run and run.get("data_fingerprint") != fingerprint:
-        raise RunError(f"cannot resume {out}: it was trained on other data ({run.get('data')}); "
-                       "pass the same --data or use a new --out-dir")
-    torch.manual_seed(cfg.seed)
-    model = FLM(cfg.dit_config(tok.vocab_size), projected=cfg.projected)
-    tc = _train_config(cfg, out, distill=False)
-
-    if main:
-        _write_run_files(out, cfg, tok, {
-            "kind": "flm", "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
-            "vocab_size": tok.vocab_size, "train_blocks": splits.train.num_blocks,
-            "val_blocks": splits.val.num_blocks if splits.val else 0,
-        })
-    objective = FLMObjective()
-    result = train(model, objective, splits.train, tc, resume=resume,
-                   checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok.spec()), "projected": cfg.projected},
-                   evaluate=_periodic_validation(objective, splits.val, cfg.seed))
-    if main:
-        _finish(model, result, objective, splits, tok, cfg, out, flow_map=False)
-    return out / CHECKPOINT_NAME
+    """:func:`train_model` (the name of the first release; trains ``cfg.model.kind``, an FLM by default)."""
+    return train_model(cfg, data, out_dir, resume)
 
 
-def _distiller(method: str, model: Any, teacher: Any):
-    from flowlm.flowmaps import distiller_class
+def build_distiller(cfg: RunConfig, flow: Any, teacher: Any | None) -> Any:
+    """The distiller of ``cfg.distill`` on ``flow``: :func:`flowlm.flowmaps.distiller_class` of ``method``,
+    with its time-pair law, JVP backend, projection and (Eulerian) target, step η, boundary policy and
+    ``tau_max``; ``teacher`` (a Denoiser) is dropped when ``distill.teacher == "self"``."""
+    import inspect
 
-    return distiller_class(method)(model.flow, teacher=teacher.denoiser)
+    from flowlm.flowmaps import ExactJVP, FiniteDifferenceJVP, TimePairSampler, distiller_class
+
+    d = cfg.distill
+    cls = distiller_class(d.method)
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {
+        "teacher": None if d.teacher == "self" else teacher,
+        "pairs": TimePairSampler(flow, diagonal_fraction=d.diagonal_fraction, boundary_fraction=d.boundary_fraction,
+                                 intermediate=d.intermediate),
+    }
+    if "jvp" in accepted:
+        kwargs["jvp"] = ExactJVP() if d.jvp == "exact" else FiniteDifferenceJVP(eps=d.jvp_eps)
+    if "projection" in accepted and d.projection != "auto":
+        kwargs["projection"] = d.projection
+    if "step" in accepted:
+        kwargs["step"] = d.eta if d.eulerian_target == "bounded" else None
+        kwargs["boundary"] = d.boundary
+        kwargs["tau_max"] = d.tau_max
+    try:
+        return cls(flow, **kwargs)
+    except ValueError as e:  # a combination only the distiller checks (e.g. tau_max vs the JVP margin)
+        from flowlm.presets import ConfigError
+
+        raise ConfigError(f"distill: {e}") from None
 
 
 def distill_fmlm(
@@ -313,30 +395,31 @@ def distill_fmlm(
     data: str | os.PathLike | None = None,
 ) -> Path:
     """Distill the FLM at ``teacher_ckpt`` into a flow-map model (``method``: semigroup | lagrangian |
-    eulerian, default ``cfg.distill_method``); returns the student's checkpoint.
+    eulerian, default ``cfg.distill.method``; every other option from ``cfg.distill``); returns the
+    student's checkpoint.
 
-    The student starts as the teacher's EMA weights with a zeroed second time embedder
-    (:meth:`flowlm.models.FMLM.from_teacher`). ``data=None`` reuses the teacher's corpus.
-    ``cfg``'s model fields must equal the teacher's.
+    ``distill.student_init``: ``teacher`` starts the student as the teacher's EMA weights with a
+    zeroed second time embedder (:meth:`flowlm.models.FMLM.from_teacher`), ``scratch`` from random
+    weights. ``distill.teacher``: ``flm`` distills the frozen FLM, ``self`` the student's own
+    diagonal. ``data=None`` reuses the teacher's corpus. ``cfg``'s model fields must equal the teacher's.
     """
     from flowlm.models import FMLM
     from flowlm.training import DistillationObjective, train
 
-    method = method or cfg.distill_method
+    method = method or cfg.distill.method
     if method not in DISTILL_METHODS:
         raise RunError(f"unknown distillation method {method!r}; choose one of {', '.join(DISTILL_METHODS)}")
-    cfg = cfg.replace(distill_method=method)
+    cfg = cfg.updated({"distill.method": method})
     main = _main_process()
     teacher, tok, tcfg = load_model(teacher_ckpt, device=_device(cfg))
     if not _is_flm(teacher):
-        raise RunError(f"{teacher_ckpt} is a distilled flow-map model; the teacher must be an FLM checkpoint")
+        raise RunError(f"{teacher_ckpt} is a {getattr(teacher, 'kind', '?')} model; the teacher must be an FLM checkpoint")
     diffs = _model_differences(tcfg, cfg)
     if diffs:
         raise RunError(f"the distillation config contradicts the teacher ({'; '.join(diffs)}); "
                        "leave the model fields as the teacher has them")
-    teacher_run = find_checkpoint(teacher_ckpt).parent
     if data is None:  # the teacher's corpus (None = the embedded plays)
-        data = _read_json(teacher_run / "run.json").get("data")
+        data = _run_info(find_checkpoint(teacher_ckpt)).get("data")
         if data is not None and not Path(data).exists():
             raise RunError(f"the teacher was trained on {data}, which no longer exists; pass the corpus with --data")
 
@@ -349,29 +432,46 @@ def distill_fmlm(
         raise RunError(f"cannot resume {out}: it was distilled from another teacher ({run.get('teacher')}); "
                        "use a new --out-dir")
     check_training_memory(cfg, tok.vocab_size, method=method, device=_device(cfg))
-    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill_batch_size)
-    student = FMLM.from_teacher(teacher)
-    objective = DistillationObjective(_distiller(method, student, teacher))
+    tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill.batch_size)
+    if cfg.distill.student_init == "teacher":
+        student = FMLM.from_teacher(teacher)
+    else:
+        torch.manual_seed(cfg.seed)
+        student = FMLM(teacher.config.replace(two_time=True), teacher.flow, projected=teacher.projected)
+        student = student.to(next(teacher.parameters()).device)
+    objective = DistillationObjective(build_distiller(cfg, student.flow, teacher.denoiser))
     tc = _train_config(cfg, out, distill=True)
-
+    run_info = {
+        "kind": "fmlm", "method": method, "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
+        "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
+        "vocab_size": tok.vocab_size,
+    }
     if main:
-        _write_run_files(out, cfg, tok, {
-            "kind": "fmlm", "method": method, "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
-            "data": str(Path(data).resolve()) if data else None, "data_fingerprint": fingerprint,
-            "vocab_size": tok.vocab_size,
-        })
-    result = train(student, objective, splits.train, tc, resume=resume,
-                   checkpoint_config={"kind": "fmlm", "method": method, "tokenizer": _tokenizer_entry(tok.spec()),
-                                      "projected": cfg.projected},
+        _write_run_files(out, cfg, tok, run_info)
+    ck_config = _checkpoint_config(cfg, tok.spec(), run_info)
+    ck_config["method"] = method
+    result = train(student, objective, splits.train, tc, resume=resume, checkpoint_config=ck_config,
                    evaluate=_periodic_validation(objective, splits.val, cfg.seed))
     if main:
-        _finish(student, result, objective, splits, tok, cfg, out, flow_map=True)
+        _finish(student, result, objective, splits, tok, cfg, out)
     return out / CHECKPOINT_NAME
 
 
 # --------------------------------------------------------------------------------- load / generate
+MODEL_KINDS_ALL = ("flm", "fmlm", "ar", "mdlm")
+
+
 def _is_flm(model: nn.Module) -> bool:
     return getattr(model, "kind", None) == "flm"
+
+
+def _run_info(path: Path) -> dict[str, Any]:
+    """run.json of a checkpoint: the run directory's side file, else the copy in the checkpoint's header."""
+    side = path.parent / "run.json"
+    if side.is_file():
+        return _read_json(side)
+    run = _checkpoint_meta(path).get("run")
+    return run if isinstance(run, dict) else {}
 
 
 def load_model(
@@ -381,14 +481,14 @@ def load_model(
     device: str | torch.device = "cpu",
     ema: bool = True,
 ) -> tuple[nn.Module, Tokenizer, RunConfig]:
-    """Load ``(model, tokenizer, cfg)`` from a run directory, or a checkpoint file inside one (EMA
-    weights by default).
+    """Load ``(model, tokenizer, cfg)`` from a run directory or a checkpoint file (EMA weights by default).
 
-    Refuses (``CheckpointMismatchError``) a checkpoint whose DiT config, tokenizer or kind differs
-    from the run directory's ``config.json``/``tokenizer.json``/``run.json``, and (``RunError``) one
-    whose model fields differ from ``expect``. The model is returned in eval mode on ``device``.
+    A checkpoint written by this version carries its run config, tokenizer spec and kind in its header
+    and loads on its own; an older one needs its run directory's ``config.json``, ``tokenizer.json``
+    and ``run.json``. When those side files are present they must agree with the checkpoint
+    (``CheckpointMismatchError`` otherwise); a model whose fields differ from ``expect`` raises
+    ``RunError``. The model is returned in eval mode on ``device``.
     """
-    from flowlm.models import FLM, FMLM
     from flowlm.training import CheckpointMismatchError, load_checkpoint
 
     path = find_checkpoint(ckpt)
@@ -396,18 +496,26 @@ def load_model(
     meta = _checkpoint_meta(path)
     if "model" not in meta or "tokenizer" not in meta or "kind" not in meta:
         raise RunError(f"{path} was not written by flowlm's pipeline (no model/tokenizer/kind in its config)")
-    missing = [f for f in ("config.json", "tokenizer.json", "run.json") if not (run_dir / f).is_file()]
-    if missing:
+    side = {f: run_dir / f for f in ("config.json", "tokenizer.json", "run.json")}
+    have_side = all(p.is_file() for p in side.values())
+    if have_side:
+        cfg = RunConfig.from_dict(_read_json(side["config.json"]))
+        spec = _read_json(side["tokenizer.json"])
+        kind = _read_json(side["run.json"]).get("kind")
+    elif "run_config" in meta and "tokenizer_spec" in meta:  # self-describing checkpoint
+        cfg = RunConfig.from_dict(meta["run_config"])
+        spec = meta["tokenizer_spec"]
+        kind = meta["kind"]
+    else:
+        missing = [f for f, p in side.items() if not p.is_file()]
         raise RunError(f"{path} needs the files of its run directory next to it; missing {', '.join(missing)}")
-    cfg = RunConfig.from_dict(_read_json(run_dir / "config.json"))
-    spec = _read_json(run_dir / "tokenizer.json")
-    kind = _read_json(run_dir / "run.json").get("kind")
-    if kind not in ("flm", "fmlm"):
-        raise RunError(f"{run_dir / 'run.json'} names an unknown model kind {kind!r}")
+    if kind not in MODEL_KINDS_ALL:
+        raise RunError(f"{path} names an unknown model kind {kind!r}")
     tok = tokenizer_from_spec(spec)
-    dit = cfg.dit_config(tok.vocab_size, two_time=(kind == "fmlm"))
-    expected = {"model": dit.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind,
-                "projected": cfg.projected}
+    model = build_model(cfg, tok.vocab_size, kind)
+    expected = {"model": model.config.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind}
+    if kind in ("flm", "fmlm"):
+        expected["projected"] = cfg.model.projected
     try:
         ck = load_checkpoint(path, expected_config=expected, map_location="cpu")
     except CheckpointMismatchError as e:
@@ -420,7 +528,6 @@ def load_model(
         diffs = _model_differences(cfg, expect)
         if diffs:
             raise RunError(f"{path} does not match the requested config ({'; '.join(diffs)})")
-    model: nn.Module = (FLM if kind == "flm" else FMLM)(dit, projected=cfg.projected)
     weights = ck.ema if ema and ck.ema else ck.model
     model.load_state_dict(weights)
     return model.to(resolve_device(device)).eval(), tok, cfg
@@ -455,23 +562,36 @@ def generate(
     model: nn.Module,
     tokenizer: Tokenizer,
     n_samples: int,
-    steps: int,
+    steps: int | None,
     seed: int = 0,
     *,
     length: int | None = None,
     gamma: float = 0.0,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> Samples:
-    """Draw ``n_samples`` texts with ``steps`` sampler steps (FLM: Euler on the τ grid; FMLM: flow-map
-    steps, ``gamma`` re-noising), deterministic in ``seed``."""
-    if n_samples < 1 or steps < 1:
-        raise RunError(f"need n_samples >= 1 and steps >= 1, got n_samples={n_samples}, steps={steps}")
+    """Draw ``n_samples`` texts, deterministic in ``seed``, from any model kind: FLM (``steps`` Euler steps
+    on the τ grid), FMLM (``steps`` flow-map steps, ``gamma`` re-noising), MDLM (``steps`` ancestral
+    steps, default ``length``), AR (one step per token; ``steps`` must be None or ``length``);
+    ``temperature`` and ``top_p`` apply to AR and MDLM."""
+    kind = getattr(model, "kind", None)
     length = length or model.config.max_length
+    if kind == "ar" and steps is not None and steps != length:
+        raise RunError(f"an AR model takes one step per token: leave the step count out or set it to {length}")
+    if n_samples < 1 or (steps is not None and steps < 1) or (steps is None and kind in ("flm", "fmlm")):
+        raise RunError(f"need n_samples >= 1 and steps >= 1, got n_samples={n_samples}, steps={steps}")
+    if kind in ("flm", "fmlm") and (temperature != 1.0 or top_p != 1.0):
+        raise RunError(f"temperature and top_p apply to AR and MDLM sampling, not to an {kind.upper()} "
+                       "(its sampler is deterministic given the noise)")
     dev = next(model.parameters()).device
     g = torch.Generator(device=dev).manual_seed(int(seed))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
-    out = model.sample(n_samples, length, steps, gamma=gamma if model.kind == "fmlm" else 0.0, generator=g)
+    if kind in ("ar", "mdlm"):
+        out = model.sample(n_samples, length, steps=steps, generator=g, temperature=temperature, top_p=top_p)
+    else:
+        out = model.sample(n_samples, length, steps, gamma=gamma if kind == "fmlm" else 0.0, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

@@ -80,7 +80,7 @@ def test_train_resume_distill_sample(corpus, tmp_path, capsys):
     for f in ("config.json", "tokenizer.json", "run.json", "checkpoint.safetensors", "metrics.jsonl", "samples.txt"):
         assert (flm / f).is_file(), f
     cfg = json.loads((flm / "config.json").read_text())
-    assert cfg["preset"] == "tiny" and cfg["steps"] == 10
+    assert cfg["preset"] == "tiny" and cfg["train"]["steps"] == 10
     spec = json.loads((flm / "tokenizer.json").read_text())
     assert spec["kind"] == "char" and set(spec["chars"]) == set(TEXT)
     train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
@@ -91,7 +91,7 @@ def test_train_resume_distill_sample(corpus, tmp_path, capsys):
     assert code == 0
     train_steps = [r["step"] for r in _metrics(flm) if "split" not in r]
     assert train_steps == [5, 10, 15]
-    assert json.loads((flm / "config.json").read_text())["steps"] == 15
+    assert json.loads((flm / "config.json").read_text())["train"]["steps"] == 15
     val = [r for r in _metrics(flm) if r.get("split") == "val"]
     assert all(r["val_loss"] > 0 for r in val)
     assert [r["step"] for r in val if r["ema"]] == [10, 15]  # the end of each run, EMA weights
@@ -282,9 +282,8 @@ def test_sample_errors(run_dir, tmp_path, capsys):
     lone = tmp_path / "lone"
     lone.mkdir()
     shutil.copy(run_dir / "checkpoint.safetensors", lone / "checkpoint.safetensors")
-    code, _, err = _run(capsys, "sample", "--checkpoint", lone)
-    assert code == 2
-    _error_line(err, "needs the files of its run directory", "config.json")
+    code, out, err = _run(capsys, "sample", "--checkpoint", lone, "--n", 1)  # self-describing: loads alone
+    assert code == 0 and out.strip(), err
     not_ckpt = tmp_path / "fake.safetensors"
     not_ckpt.write_text("hello")
     code, _, err = _run(capsys, "sample", "--checkpoint", not_ckpt)
@@ -294,14 +293,14 @@ def test_sample_errors(run_dir, tmp_path, capsys):
 
 def test_bad_overrides(corpus, tmp_path, capsys):
     for args, needle in (
-        (["--set", "stepz=3"], "did you mean 'steps'"),
+        (["--set", "stepz=3"], "did you mean 'train.steps'"),
         (["--set", "steps=many"], "expected an integer"),
-        (["--set", "heads=3"], "divisible by heads 3"),
+        (["--set", "heads=3"], "divisible by model.heads 3"),
         (["--set", "tokenizer=words"], "tokenizer must be one of"),
         (["--set", "seq_len=4096"], "shorter than one sequence of 4096 tokens"),
         (["--set", "width=34"], "head width 17"),
         (["--set", "attention=sdpa"], "cannot apply attn_softcap"),
-        (["--set", "grad_accum=3"], "divisible by grad_accum 3"),
+        (["--set", "grad_accum=3"], "divisible by train.grad_accum 3"),
         (["--device", "tpu9"], "unknown device"),
     ):
         code, _, err = _run(capsys, "train", *FAST, "--data", corpus, "--out-dir", tmp_path / "r", *args)
@@ -333,7 +332,7 @@ def test_overrides_parse_with_the_field_type():
     cfg = apply_overrides(preset("tiny"), ["steps=1e3", "lr=0.5", "compile=yes", "tokenizer=bpe", "attn_softcap=0"])
     assert (cfg.steps, cfg.lr, cfg.compile, cfg.tokenizer) == (1000, 0.5, True, "bpe")
     assert cfg.dit_config(50).attn_softcap is None  # 0 switches the cap off
-    for bad, needle in ((["steps=1.5"], "integer"), (["compile=maybe"], "boolean"), (["steps"], "field=value")):
+    for bad, needle in ((["steps=1.5"], "integer"), (["compile=maybe"], "boolean"), (["steps"], "key=value")):
         with pytest.raises(ConfigError, match=needle):
             apply_overrides(cfg, bad)
 
@@ -406,3 +405,43 @@ def test_train_logs_validation_every_eval_every_steps(corpus, tmp_path, capsys):
     for step in (2, 4, 6):
         assert f"step {step}: validation loss" in err
     assert "\r" not in err  # not a terminal: plain progress lines
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ar", "mdlm"])
+def test_train_baseline_kind_saves_reloads_and_samples(kind, corpus, tmp_path, capsys):
+    """`flowlm train --model ar|mdlm`: the same DiT trains, the checkpoint records its kind, and it
+    reloads from the checkpoint file alone and samples through `flowlm sample` (temperature, top-p)."""
+    from flowlm.models import AR, MDLM
+    from flowlm.pipeline import load_model
+
+    run = tmp_path / kind
+    code, out, err = _run(capsys, "train", *FAST, "--model", kind, "--data", corpus, "--out-dir", run, "--steps", 4)
+    assert code == 0, err
+    assert json.loads((run / "run.json").read_text())["kind"] == kind
+    assert json.loads((run / "config.json").read_text())["model"]["kind"] == kind
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run / "checkpoint.safetensors", lone / "model.safetensors")
+    model, tok, cfg = load_model(lone / "model.safetensors")
+    assert isinstance(model, AR if kind == "ar" else MDLM) and cfg.model.kind == kind
+    assert model.config.causal == (kind == "ar")
+    args = ["sample", "--checkpoint", run, "--n", 2, "--temperature", 0.7, "--top-p", 0.9, "--seed", 3]
+    if kind == "mdlm":
+        args += ["--steps", 5]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    texts = out.split("\n\n----------\n\n")
+    assert len(texts) == 2 and f"from the {kind.upper()}" in err
+    assert f"NFE {32 if kind == 'ar' else 5}" in err  # AR: one network call per token; MDLM: one per step
+    code, out2, _ = _run(capsys, *args)
+    assert out2 == out  # seeded
+    code, _, err = _run(capsys, "distill", "--teacher", run, "--out-dir", tmp_path / "d")
+    assert code == 2
+    _error_line(err, f"is a {kind} model; the teacher must be an FLM checkpoint")
+
+
+def test_sample_flags_for_the_wrong_kind_are_refused(run_dir, capsys):
+    code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--temperature", 0.5)
+    assert code == 2
+    _error_line(err, "--temperature and --top-p apply to AR and MDLM models")

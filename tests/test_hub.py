@@ -382,7 +382,7 @@ def test_import_writes_a_run_that_sample_reads(tmp_path, capsys):
     # a run written by flowlm before the network became the authors' is refused, naming what changed
     cfg_path = tmp_path / "run" / "config.json"
     old = json.loads(cfg_path.read_text())
-    old["time_dim"] = old.pop("cond")
+    old["time_dim"] = old["model"].pop("cond")
     cfg_path.write_text(json.dumps(old))
     assert _cli("sample", "--checkpoint", tmp_path / "run", "--steps", 1, "--device", "cpu") == 2
     err = capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_quickstart_more_distillation_does_not_retrain(tiny_run, monkeypatch, ca
     assert main(args) == 0
     assert "distilling the FMLM" in capsys.readouterr().err
     stages = json.loads((tiny_run / "stages.json").read_text())
-    assert stages["distill"]["config"]["distill_steps"] == 12
+    assert stages["distill"]["config"]["distill"]["steps"] == 12
     new_fmlm = load_record(tiny_run / "records" / "fmlm-001.json")
     assert new_fmlm.checkpoint_hash != old_fmlm.checkpoint_hash  # re-evaluated with the new student
     assert (tiny_run / "records" / "flm-008.json").read_text() == flm_rec  # FLM rows kept
@@ -115,7 +115,7 @@ def test_quickstart_bad_input_gives_clear_errors(tmp_path, capsys):
     assert main(["quickstart", "--preset", "tiny", "--out-dir", str(tmp_path / "q"), "--n-samples", "1"]) == 2
     assert "n_samples must be >= 2" in capsys.readouterr().err
     assert main(["quickstart", "--preset", "tiny", "--set", "stepz=3"]) == 2
-    assert re.search(r"did you mean 'steps'", capsys.readouterr().err)
+    assert re.search(r"did you mean 'train.steps'", capsys.readouterr().err)
     with pytest.raises(SystemExit):
         main(["quickstart", "--fmlm-steps", "0,1"])
 

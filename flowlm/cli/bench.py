@@ -50,6 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="FMLM step sweep (default: 1,2,4,8)")
     p.add_argument("--flm-steps", type=step_counts, default=(1, 2, 4, 8, 16, 32, 64, 128), metavar="1,2,...,128",
                    help="FLM step sweep (default: 1,2,4,...,128; fine at the low end, so the Gen PPL match is tight)")
+    p.add_argument("--baseline", metavar="CKPT", action="append", default=[],
+                   help="an AR or MDLM run on the same backbone (`flowlm train --model ar|mdlm`), repeatable")
+    p.add_argument("--baseline-steps", type=step_counts, default=(8, 16, 32, 64, 128), metavar="8,...,128",
+                   help="MDLM step sweep (default: 8,16,32,64,128; AR always takes one step per token)")
     p.add_argument("--batch", type=positive_int, default=32, help="batch size for throughput and Gen PPL (default: 32)")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per setting, best reported, median stored (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
@@ -87,8 +91,13 @@ def run_bench(
     evaluator: str = "smollm2-135m",
     device: str = "auto",
     progress: bool = True,
+    baselines=(),
+    baseline_steps=(8, 16, 32, 64, 128),
 ) -> dict[str, Any]:
-    """Measure every setting (see the module docstring) and return the results as a JSON-ready dict."""
+    """Measure every setting (see the module docstring) and return the results as a JSON-ready dict.
+
+    ``baselines``: AR / MDLM checkpoints on the same backbone, measured as rows of their own (AR: one
+    step per token; MDLM: ``baseline_steps``)."""
     import torch
 
     from flowlm.evaluation import EvalRecord, evaluate_samples, file_hash, load_evaluator
@@ -106,21 +115,32 @@ def run_bench(
     for name, want in (("FLM", "FLM"), ("FMLM", "FMLM")):
         if models[name][0].kind != want.lower():
             raise RunError(f"--{name.lower()} {flm_ckpt if name == 'FLM' else fmlm_ckpt} is not an {want} checkpoint")
-    flm_cfg, fmlm_cfg = models["FLM"][2], models["FMLM"][2]
-    if (flm_cfg.depth, flm_cfg.width, flm_cfg.seq_len) != (fmlm_cfg.depth, fmlm_cfg.width, fmlm_cfg.seq_len):
-        raise RunError("the FLM and FMLM have different backbones (depth/width/seq_len); bench compares one backbone")
+    baseline_paths: dict[str, str] = {}
+    for b in baselines:
+        loaded = load_model(b, device=dev)
+        name = loaded[0].kind.upper()
+        if name not in ("AR", "MDLM") or name in models:
+            raise RunError(f"--baseline {b}: expected one AR and/or one MDLM checkpoint, got an {name}")
+        models[name] = loaded
+        baseline_paths[name] = str(find_checkpoint(b))
+    flm_cfg = models["FLM"][2]
+    backbone = lambda c: (c.model.depth, c.model.width, c.data.seq_len)  # noqa: E731
+    if any(backbone(m[2]) != backbone(flm_cfg) for m in models.values()):
+        raise RunError("the checkpoints have different backbones (depth/width/seq_len); bench compares one backbone")
 
     jobs = [("FMLM", s) for s in fmlm_steps] + [("FLM", s) for s in flm_steps]
+    jobs += [("AR", flm_cfg.data.seq_len)] if "AR" in models else []
+    jobs += [("MDLM", s) for s in baseline_steps] if "MDLM" in models else []
     rows, records = [], []
-    for method in ("FLM", "FMLM"):  # warm-up: allocation, kernel choice, thread pools
+    for method in models:  # warm-up: allocation, kernel choice, thread pools
         net, tok, _ = models[method]
-        generate(net, tok, batch, 2, seed + 1)
-        generate(net, tok, 1, 2, seed + 1)
+        generate(net, tok, batch, None if method == "AR" else 2, seed + 1)
+        generate(net, tok, 1, None if method == "AR" else 2, seed + 1)
     for method, steps in progress_bar(jobs, desc="bench", unit="setting", disable=not progress, file=sys.stderr):
         net, tok, cfg = models[method]
 
         def one(n: int):
-            s = generate(net, tok, n, steps, seed)
+            s = generate(net, tok, n, None if method == "AR" else steps, seed)
             return s.seconds, s
 
         latency, latency_med, _ = _timed(lambda: one(1), repeats)
@@ -150,8 +170,9 @@ def run_bench(
         "torch": torch.__version__,
         "flm_checkpoint": str(find_checkpoint(flm_ckpt)), "flm_hash": file_hash(find_checkpoint(flm_ckpt)),
         "fmlm_checkpoint": str(find_checkpoint(fmlm_ckpt)), "fmlm_hash": file_hash(find_checkpoint(fmlm_ckpt)),
-        "preset": flm_cfg.preset, "seq_len": flm_cfg.seq_len, "vocab_size": models["FLM"][1].vocab_size,
-        "backbone": {"depth": flm_cfg.depth, "width": flm_cfg.width, "heads": flm_cfg.heads},
+        "preset": flm_cfg.preset, "seq_len": flm_cfg.data.seq_len, "vocab_size": models["FLM"][1].vocab_size,
+        "backbone": {"depth": flm_cfg.model.depth, "width": flm_cfg.model.width, "heads": flm_cfg.model.heads},
+        "baselines": baseline_paths,
         "batch": batch, "repeats": repeats, "seed": seed, "evaluator": ev.name,
         "rows": rows, "speedup_one_step": speedup,
     }
@@ -200,7 +221,7 @@ def _prepare(preset_name: str, data: str | None, device: str) -> tuple[Path, Pat
     cfg = preset(preset_name, device=device)
     root = Path("runs") / f"bench-{preset_name}"
     flm = train_flm(cfg, data, root / "flm", resume=True)
-    fmlm = distill_fmlm(cfg, flm, cfg.distill_method, root / "fmlm", resume=True, data=data)
+    fmlm = distill_fmlm(cfg, flm, cfg.distill.method, root / "fmlm", resume=True, data=data)
     return flm, fmlm
 
 
@@ -220,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
                            "or use --preset tiny to train a small pair")
     try:
         res = run_bench(flm, fmlm, fmlm_steps=args.fmlm_steps, flm_steps=args.flm_steps, batch=args.batch,
-                        repeats=args.repeats, seed=args.seed, evaluator=args.evaluator, device=args.device)
+                        repeats=args.repeats, seed=args.seed, evaluator=args.evaluator, device=args.device,
+                        baselines=args.baseline, baseline_steps=args.baseline_steps)
     except EvaluatorNotFoundError as e:
         print(f"flowlm bench: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -33,7 +33,8 @@ def add_run_args(p: argparse.ArgumentParser, *, preset: bool = True, out_dir: st
                        help=f"named run configuration (see flowlm.presets; default: {DEFAULT_PRESET}, or the "
                             "run's own config when --out-dir holds a run)")
     p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
-                   help="override any RunConfig field, e.g. --set steps=500 --set width=256 (repeatable)")
+                   help="override any RunConfig key, e.g. --set train.steps=500 --set model.width=256 "
+                        "--set distill.projection=sparsemax (repeatable; see flowlm.presets)")
     p.add_argument("--out-dir", default=out_dir, metavar="DIR",
                    help="run directory: config.json, tokenizer.json, run.json, checkpoint, metrics.jsonl, samples.txt")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -47,7 +48,8 @@ def add_run_args(p: argparse.ArgumentParser, *, preset: bool = True, out_dir: st
 
 
 def config_from_args(args: argparse.Namespace, base: Any = None, **flag_fields: Any) -> Any:
-    """``base`` (or ``--preset``) + ``--set`` + the common flags (flags win over ``--set``)."""
+    """``base`` (or ``--preset``) + ``--set`` + the common flags (flags win over ``--set``); ``flag_fields``
+    are dotted (or legacy flat) keys, None = not given."""
     from flowlm.presets import apply_overrides, preset
 
     cfg = base if base is not None else preset(getattr(args, "preset", None) or DEFAULT_PRESET)
@@ -55,7 +57,7 @@ def config_from_args(args: argparse.Namespace, base: Any = None, **flag_fields: 
     changes = {"device": getattr(args, "device", None), "compile": getattr(args, "compile", None),
                "seed": getattr(args, "seed", None), **flag_fields}
     changes = {k: v for k, v in changes.items() if v is not None}
-    return cfg.replace(**changes) if changes else cfg
+    return cfg.updated(changes) if changes else cfg
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:

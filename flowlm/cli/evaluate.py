@@ -34,10 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--texts", metavar="FILE", default=None,
                    help="evaluate the samples in this text file instead of sampling a checkpoint")
     p.add_argument("--steps", type=step_counts, default=None, metavar="1,2,4",
-                   help="sampler steps (default: the run's sample_steps / distill_sample_steps)")
+                   help="sampler steps (default: the run's sample.steps / sample.flow_map_steps; AR: one per token)")
     p.add_argument("--n-samples", type=positive_int, default=32, help="samples per evaluation (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising in [0, 1] (default: the run's)")
+    p.add_argument("--temperature", type=float, default=None, help="AR / MDLM sampling temperature (default: the run's)")
+    p.add_argument("--top-p", type=float, default=None, help="AR / MDLM nucleus mass (default: the run's)")
     p.add_argument("--evaluator", default="smollm2-135m",
                    help="smollm2-135m (offline; the default), a Hugging Face causal-LM name, or a local model folder")
     p.add_argument("--batch-size", type=positive_int, default=8, help="evaluator batch size (default: 8)")
@@ -88,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     from flowlm._io import resolve_device
     from flowlm.hub.loading import checkpoint_file, load_any
     from flowlm.pipeline import RunError
-    from flowlm.quickstart import evaluate_checkpoint, format_table, reference_record, write_report
+    from flowlm.evaluation.report import format_table, write_report
+    from flowlm.evaluation.sampling import evaluate_checkpoint, reference_record
+    from flowlm.pipeline import default_steps
 
     if bool(args.checkpoint) == bool(args.texts):
         raise RunError("pass --checkpoint CKPT (sample and evaluate a model) or --texts FILE, not both or neither")
@@ -123,16 +127,23 @@ def run(args: argparse.Namespace) -> int:
             ref.save(out / "data.json")
             records.append(ref)
             ref_entropy = ref.metrics["entropy"]
-        steps_list = args.steps or ((cfg.sample_steps,) if method == "FLM" else (cfg.distill_sample_steps,))
-        gamma = cfg.gamma if args.gamma is None else args.gamma
+        steps_list = args.steps or (default_steps(cfg, net.kind),)
+        gamma = cfg.sample.gamma if args.gamma is None else args.gamma
+        temperature = cfg.sample.temperature if args.temperature is None else args.temperature
+        top_p = cfg.sample.top_p if args.top_p is None else args.top_p
+        if method in ("FLM", "FMLM") and (args.temperature is not None or args.top_p is not None):
+            raise RunError(f"--temperature and --top-p apply to AR and MDLM models; {ckpt} is an {method}")
+        if method == "AR":
+            steps_list = (None,)  # one step per token
         for j, steps in enumerate(steps_list):
             rec = evaluate_checkpoint(ckpt, steps, evaluator, n_samples=args.n_samples, seed=args.seed,
-                                      gamma=gamma, reference_entropy=ref_entropy, model=loaded, warmup=(j == 0),
-                                      samples_path=out / "samples" / f"{ckpt.parent.name}-{method.lower()}-{steps:03d}.txt")
-            name = f"{ckpt.parent.name}-{method.lower()}-{steps:03d}.json"
+                                      gamma=gamma, temperature=temperature, top_p=top_p,
+                                      reference_entropy=ref_entropy, model=loaded, warmup=(j == 0),
+                                      samples_path=out / "samples" / f"{ckpt.parent.name}-{method.lower()}-{steps or 0:03d}.txt")
+            name = f"{ckpt.parent.name}-{method.lower()}-{rec.steps:03d}.json"
             rec.save(out / name)
             records.append(rec)
-            print(f"flowlm eval: {ckpt.parent.name} {method} {steps} steps: Gen PPL {rec.metrics['gen_ppl']:.2f}, "
+            print(f"flowlm eval: {ckpt.parent.name} {method} {rec.steps} steps: Gen PPL {rec.metrics['gen_ppl']:.2f}, "
                   f"entropy {rec.metrics['entropy']:.3f}", file=sys.stderr)
     if ckpts:
         write_report(records, out, title="flowlm eval")

@@ -1,4 +1,4 @@
-"""``flowlm`` entry point: ``flowlm {train,distill,sample,eval,bench,import,quickstart,data} ...``.
+"""``flowlm`` entry point: ``flowlm {train,distill,sample,eval,bench,experiment,import,quickstart,data} ...``.
 
 Each subcommand lives in its own module with a ``register(subparsers)`` function that adds its
 parser and sets ``func`` (called with the parsed namespace; returns an exit code).
@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from flowlm import __version__
-from flowlm.cli import bench, data, distill, evaluate, import_cmd, quickstart, sample, train
+from flowlm.cli import bench, data, distill, evaluate, experiment, import_cmd, quickstart, sample, train
 
-SUBCOMMANDS = (train, distill, sample, evaluate, bench, import_cmd, quickstart, data)
+SUBCOMMANDS = (train, distill, sample, evaluate, bench, experiment, import_cmd, quickstart, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

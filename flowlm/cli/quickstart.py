@@ -12,7 +12,7 @@ EXAMPLES = """\
 examples:
   flowlm quickstart                          # ~15-20 min on a laptop CPU; re-running skips finished stages
   flowlm quickstart --preset tiny --out-dir runs/qs-tiny      # the same pipeline in well under a minute
-  flowlm quickstart --preset shakespeare-char --set steps=4000 --n-samples 64
+  flowlm quickstart --preset shakespeare-char --set train.steps=4000 --n-samples 64
   flowlm quickstart --data my_corpus.txt --out-dir runs/qs-mine
 
 Stages: train the FLM (out-dir/flm) -> distill the FMLM (out-dir/fmlm, semigroup) -> sample FMLM at
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default=None, metavar="DIR",
                    help="quickstart folder (default: runs/quickstart, or runs/quickstart-tiny for --preset tiny)")
     p.add_argument("--set", dest="overrides", metavar="FIELD=VALUE", action="append", default=[],
-                   help="override a RunConfig field of the preset, e.g. --set steps=4000 (repeatable)")
+                   help="override a RunConfig key of the preset, e.g. --set train.steps=4000 (repeatable)")
     p.add_argument("--fmlm-steps", type=step_counts, default=None, metavar="1,2,4,8", help="FMLM step sweep (default: 1,2,4,8)")
     p.add_argument("--flm-steps", type=step_counts, default=None, metavar="8,16,...", help="FLM step sweep (default: 8,16,32,64,128)")
     p.add_argument("--n-samples", type=positive_int, default=None, help="samples per evaluation (default: 32; tiny: 4)")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or ("runs/quickstart" if args.preset != "tiny" else "runs/quickstart-tiny")
     # parse --set against the RunConfig field types (errors name the bad field); keep what differs
     base = preset(QUICKSTART_PRESETS[args.preset]["preset"])
-    changed = {k: v for k, v in apply_overrides(base, args.overrides).to_dict().items() if v != getattr(base, k)}
+    changed = {k: v for k, v in apply_overrides(base, args.overrides).to_flat().items() if v != base.get(k)}
     try:
         plan = quickstart_plan(
             args.preset, out_dir=out_dir, data=args.data, fmlm_steps=args.fmlm_steps, flm_steps=args.flm_steps,

@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--length", type=positive_int, default=None, help="tokens per sample (default and maximum: the run's seq_len)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1] (default: the run's gamma)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="AR / MDLM: softmax temperature > 0 (default: the run's sample.temperature, 1)")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="AR / MDLM: nucleus mass in (0, 1] (default: the run's sample.top_p, 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
     p.add_argument("--data", metavar="PATH", default=None,
@@ -61,12 +65,15 @@ def _add_guidance_options(p: argparse.ArgumentParser) -> None:
                    help="extrapolate probabilities (the paper's; may leave the simplex) or logits (default: probs)")
 
 
-def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int, length: int, gamma: float):
-    """``generate``, or its autoguided version when ``--guidance`` is given."""
+def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int | None, length: int, gamma: float,
+              **extra):
+    """``generate``, or its autoguided version when ``--guidance`` is given (FLM and FMLM only)."""
     from flowlm.pipeline import RunError, generate
 
     if args.guidance is None:
-        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma)
+        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma, **extra)
+    if model.kind not in ("flm", "fmlm"):
+        raise RunError(f"--guidance applies to FLM and FMLM models; this is an {model.kind.upper()}")
     from flowlm._io import resolve_device
     from flowlm.guidance import check_guidance_weight, generate_guided, load_weak_model
 
@@ -107,13 +114,24 @@ def run(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_any(ckpt, device=resolve_device(args.device), tokenizer=args.tokenizer,
                                trust_pickle=args.trust_pickle)
-    flow_map = model.kind == "fmlm"
-    steps = args.steps if args.steps is not None else (cfg.distill_sample_steps if flow_map else cfg.sample_steps)
-    length = args.length or cfg.seq_len
-    if length > cfg.seq_len:
-        raise RunError(f"--length {length} exceeds the model's sequence length {cfg.seq_len}")
-    gamma = cfg.gamma if args.gamma is None else args.gamma
-    samples = _generate(args, model, tok, ckpt, args.n or cfg.n_samples, steps, length, gamma)
+    from flowlm.pipeline import default_steps
+
+    kind = model.kind
+    steps = args.steps if args.steps is not None else default_steps(cfg, kind)
+    length = args.length or cfg.data.seq_len
+    if length > cfg.data.seq_len:
+        raise RunError(f"--length {length} exceeds the model's sequence length {cfg.data.seq_len}")
+    if kind == "ar" and args.steps is None:
+        steps = None  # one step per token
+    if kind in ("flm", "fmlm") and (args.temperature is not None or args.top_p is not None):
+        raise RunError(f"--temperature and --top-p apply to AR and MDLM models; this is an {kind.upper()}")
+    temperature = cfg.sample.temperature if args.temperature is None else args.temperature
+    top_p = cfg.sample.top_p if args.top_p is None else args.top_p
+    if not temperature > 0 or not 0.0 < top_p <= 1.0:
+        raise RunError(f"need --temperature > 0 and --top-p in (0, 1], got {temperature} and {top_p}")
+    gamma = cfg.sample.gamma if args.gamma is None else args.gamma
+    extra = {} if kind in ("flm", "fmlm") else {"temperature": temperature, "top_p": top_p}
+    samples = _generate(args, model, tok, ckpt, args.n or cfg.sample.n, steps, length, gamma, **extra)
     text = SEPARATOR.join(samples) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -121,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
             f.write(text)
     else:
         sys.stdout.write(text)
-    kind = "FMLM" if flow_map else "FLM"
     guided = "" if args.guidance is None else f", guidance {args.guidance:g} (weak: {args.weak})"
-    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps{guided}, "
+    print(f"flowlm sample: {len(samples)} samples from the {kind.upper()} at {ckpt}, {steps or length} steps{guided}, "
           f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
     return 0

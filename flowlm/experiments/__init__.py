@@ -1,11 +1,16 @@
 """Experiments: harnesses that train, sample and compare, built on every layer below.
 
+* :mod:`~flowlm.experiments.suites` / :mod:`~flowlm.experiments.runner`: ``flowlm experiment`` on real
+  text — the ``distillers``, ``baselines`` and ``ablations`` suites (:func:`run_suite` →
+  :class:`SuiteResult`).
 * :mod:`~flowlm.experiments.toy_distillers`: the three distillers side by side on a toy law with an
   exact likelihood (:func:`compare_distillers` → :class:`DistillerComparison`).
 
 Experiments sit above training, data and evaluation (DESIGN §4); only the CLI imports them.
 """
 
+from flowlm.experiments.runner import ResultRow, StageResult, SuiteResult, SummaryRow, run_suite
+from flowlm.experiments.suites import SUITES, ExperimentError, Suite, build_suite
 from flowlm.experiments.toy_distillers import (
     ComparisonConfig,
     DistillerComparison,
@@ -17,6 +22,15 @@ from flowlm.experiments.toy_distillers import (
 )
 
 __all__ = [
+    "run_suite",
+    "SuiteResult",
+    "ResultRow",
+    "SummaryRow",
+    "StageResult",
+    "SUITES",
+    "Suite",
+    "build_suite",
+    "ExperimentError",
     "compare_distillers",
     "DistillerComparison",
     "ComparisonConfig",

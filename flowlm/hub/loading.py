@@ -125,7 +125,7 @@ def run_config_for(model: Any, tokenizer: Tokenizer):
 
     c = model.config
     V = c.vocab_size
-    return RunConfig(
+    return RunConfig().replace(
         preset="imported", tokenizer=tokenizer.kind if tokenizer.kind in TOKENIZER_KINDS else "char",
         vocab_size=V if tokenizer.kind == "bpe" else 0, seq_len=c.max_length, depth=c.depth, width=c.width,
         heads=c.heads, mlp_ratio=c.mlp_ratio, cond=c.cond, dropout=c.dropout, attn_softcap=c.attn_softcap or 0.0,
@@ -167,7 +167,7 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
     ``run.json``, ``checkpoint.safetensors`` holding the imported weights as the model weights), which
     ``flowlm sample | eval | bench --checkpoint`` and :func:`flowlm.pipeline.load_model` read.
     Refuses an existing non-empty ``out_dir`` and a tokenizer that flowlm cannot rebuild."""
-    from flowlm.pipeline import CHECKPOINT_NAME, RunError, _tokenizer_entry, _write_run_files
+    from flowlm.pipeline import CHECKPOINT_NAME, RunError, _checkpoint_config, _write_run_files
     from flowlm.presets import TOKENIZER_KINDS
     from flowlm.training import save_checkpoint
 
@@ -187,8 +187,8 @@ def write_run(model: Any, tokenizer: Tokenizer, out_dir: str | os.PathLike, *, s
         raise RunError("internal: the run config does not reproduce the model's DiT config")
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    run = {"kind": kind, "imported_from": source, "weights": weights}
     save_checkpoint(out / CHECKPOINT_NAME, state, step=0, rng=False,
-                    config={"model": model.config.to_dict(), "tokenizer": _tokenizer_entry(spec), "kind": kind,
-                            "projected": cfg.projected})
-    _write_run_files(out, cfg, tokenizer, {"kind": kind, "imported_from": source, "weights": weights})
+                    config={"model": model.config.to_dict(), **_checkpoint_config(cfg, spec, run)})
+    _write_run_files(out, cfg, tokenizer, run)
     return out

@@ -12,7 +12,7 @@ from flowlm.training.config import TrainConfig
 from flowlm.training.distributed import DistContext, init_distributed
 from flowlm.training.ema import EMA
 from flowlm.training.loop import NonFiniteLossError, TrainResult, train
-from flowlm.training.objectives import DistillationObjective, FLMObjective, Objective
+from flowlm.training.objectives import DistillationObjective, FLMObjective, Objective, TokenNetObjective
 
 __all__ = [
     "TrainConfig",
@@ -23,6 +23,7 @@ __all__ = [
     "TensorBatchSource",
     "Objective",
     "FLMObjective",
+    "TokenNetObjective",
     "DistillationObjective",
     "EMA",
     "Checkpoint",

@@ -67,6 +67,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
+#: checkpoint-config entries that describe the run (a resume may change them) rather than the weights
+DESCRIPTIVE_KEYS = frozenset({"train", "run_config", "run", "tokenizer_spec"})
+
+
 def _step_seed(seed: int, step: int, rank: int, micro: int) -> int:
     return (((seed * 1_000_003 + step) * 1_009 + rank) * 101 + micro) % (2**62)
 
@@ -134,7 +138,7 @@ def train(
     start = 0
     last_saved: int | None = None
     if resume and ckpt_path and os.path.exists(ckpt_path):
-        expected = {k: v for k, v in full_config.items() if k != "train" and v is not None}
+        expected = {k: v for k, v in full_config.items() if k not in DESCRIPTIVE_KEYS and v is not None}
         ck = load_checkpoint(ckpt_path, expected_config=expected, map_location=device)
         model.load_state_dict(ck.model)
         if ck.optimizer is not None:

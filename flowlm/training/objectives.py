@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 from jaxtyping import Int
 from torch import Tensor, nn
 
-__all__ = ["Objective", "FLMObjective", "DistillationObjective"]
+__all__ = ["Objective", "FLMObjective", "DistillationObjective", "TokenNetObjective"]
 
 
 @runtime_checkable
@@ -39,3 +39,14 @@ class DistillationObjective:
 
     def __repr__(self) -> str:
         return f"DistillationObjective({self.distiller!r})"
+
+
+class TokenNetObjective:
+    """The loss of a same-backbone baseline (:class:`flowlm.models.AR`, :class:`flowlm.models.MDLM`):
+    ``model.loss_and_metrics(tokens)`` (next-token CE; MDLM's 1/t-weighted masked CE)."""
+
+    def __call__(self, model: nn.Module, tokens: Int[Tensor, "B L"]) -> tuple[Tensor, dict[str, Any]]:
+        return model.loss_and_metrics(tokens)
+
+    def __repr__(self) -> str:
+        return "TokenNetObjective()"
