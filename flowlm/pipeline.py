@@ -289,7 +289,7 @@ def train_flm(
             "vocab_size": tok.vocab_size, "train_blocks": splits.train.num_blocks,
             "val_blocks": splits.val.num_blocks if splits.val else 0,
         })
-    objective = FLMObjective()
+    objective = FLMObjective(cfg.condition_fraction)
     result = train(model, objective, splits.train, tc, resume=resume,
                    checkpoint_config={"kind": "flm", "tokenizer": _tokenizer_entry(tok.spec()), "projected": cfg.projected},
                    evaluate=_periodic_validation(objective, splits.val, cfg.seed))
@@ -351,7 +351,7 @@ def distill_fmlm(
     check_training_memory(cfg, tok.vocab_size, method=method, device=_device(cfg))
     tok, splits, fingerprint = _data_for(cfg, data, tok, cfg.distill_batch_size)
     student = FMLM.from_teacher(teacher)
-    objective = DistillationObjective(_distiller(method, student, teacher))
+    objective = DistillationObjective(_distiller(method, student, teacher), cfg.condition_fraction)
     tc = _train_config(cfg, out, distill=True)
 
     if main:
@@ -460,9 +460,10 @@ def generate(
     *,
     length: int | None = None,
     gamma: float = 0.0,
+    prompt: Any = None,
 ) -> Samples:
     """Draw ``n_samples`` texts with ``steps`` sampler steps (FLM: Euler on the τ grid; FMLM: flow-map
-    steps, ``gamma`` re-noising), deterministic in ``seed``."""
+    steps, ``gamma`` re-noising), deterministic in ``seed``; ``prompt``: a :class:`flowlm.Prompt` held clean."""
     if n_samples < 1 or steps < 1:
         raise RunError(f"need n_samples >= 1 and steps >= 1, got n_samples={n_samples}, steps={steps}")
     length = length or model.config.max_length
@@ -471,7 +472,7 @@ def generate(
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
-    out = model.sample(n_samples, length, steps, gamma=gamma if model.kind == "fmlm" else 0.0, generator=g)
+    out = model.sample(n_samples, length, steps, gamma=gamma if model.kind == "fmlm" else 0.0, prompt=prompt, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

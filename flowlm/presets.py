@@ -82,6 +82,7 @@ class RunConfig:
     distill_sample_steps: int = 1  # FMLM flow-map steps
     n_samples: int = 4
     gamma: float = 0.0  # FMLM re-noising between steps
+    condition_fraction: float = 0.0  # share of training sequences with random clean positions (prompts); 0 = off
     # run
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps

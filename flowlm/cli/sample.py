@@ -15,6 +15,8 @@ examples:
   flowlm sample --checkpoint runs/tiny-flm/checkpoint.safetensors --out samples.txt
   flowlm sample --steps 4 --gamma 0.3 --seed 7      # latest run under ./runs, re-noising FMLM steps
   flowlm sample --checkpoint fmlm-lm1b.ckpt --steps 1  # the authors' checkpoint (.ckpt or Hugging Face folder)
+  flowlm sample --prompt "ROMEO:" --steps 64          # continue a prompt (its tokens are held clean)
+  flowlm sample --infill "To be, ___ the question" --gap 12   # fill a gap of 12 tokens
 
 Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
 """
@@ -43,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, default=None, help="FMLM re-noising between steps, in [0, 1] (default: the run's gamma)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
+    p.add_argument("--prompt", metavar="TEXT", default=None,
+                   help="a prefix to continue: its tokens are held clean (t = τ = 1) and printed unchanged")
+    p.add_argument("--infill", metavar="TEXT", default=None,
+                   help='text with one "___" marking a gap to fill, e.g. "left ___ right" (see --gap)')
+    p.add_argument("--gap", type=positive_int, default=8, help="tokens generated in the --infill gap (default: 8)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="not needed: the run directory carries its tokenizer (accepted like in every subcommand)")
     p.set_defaults(func=run)
@@ -77,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if length > cfg.seq_len:
         raise RunError(f"--length {length} exceeds the model's sequence length {cfg.seq_len}")
     gamma = cfg.gamma if args.gamma is None else args.gamma
-    samples = generate(model, tok, args.n or cfg.n_samples, steps, args.seed, length=length, gamma=gamma)
+    prompt, compose = _prompt(args, tok, length, cfg.seq_len)
+    if prompt is not None:
+        length = prompt.length
+    samples = generate(model, tok, args.n or cfg.n_samples, steps, args.seed, length=length, gamma=gamma, prompt=prompt)
+    if compose is not None:
+        samples[:] = [compose(row.tolist()) for row in samples.tokens]
     text = SEPARATOR.join(samples) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,3 +101,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps, "
           f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
     return 0
+
+
+GAP = "___"
+
+
+def _prompt(args: argparse.Namespace, tok, length: int, max_length: int):
+    """``(Prompt, compose)`` for ``--prompt`` / ``--infill`` (``(None, None)`` without them). ``compose``
+    turns sampled ids into the printed text: the user's own prompt text, unchanged, around the
+    decoded generated tokens."""
+    from flowlm import Prompt
+    from flowlm.pipeline import RunError
+
+    if args.prompt is not None and args.infill is not None:
+        raise RunError("give either --prompt (a prefix) or --infill (a gap), not both")
+    if args.prompt is None and args.infill is None:
+        return None, None
+    if args.prompt is not None:
+        ids = tok.encode(args.prompt)
+        if not ids:
+            raise RunError("--prompt is empty after tokenization; give some text")
+        if len(ids) >= length:
+            raise RunError(
+                f"--prompt is {len(ids)} tokens but samples have {length} (the model's length is {max_length}); "
+                "shorten the prompt or raise --length"
+            )
+        n = len(ids)
+        return Prompt.prefix(ids, length), lambda row: args.prompt + tok.decode(row[n:])
+    if args.infill.count(GAP) != 1:
+        raise RunError(f'--infill needs exactly one "{GAP}" marking the gap, e.g. --infill "left {GAP} right"')
+    left, right = args.infill.split(GAP)
+    left_ids, right_ids = tok.encode(left), tok.encode(right)
+    total = len(left_ids) + args.gap + len(right_ids)
+    if total > max_length:
+        raise RunError(
+            f"--infill needs {total} tokens ({len(left_ids)} left + gap {args.gap} + {len(right_ids)} right) but the "
+            f"model handles at most {max_length}; shorten the text or lower --gap"
+        )
+    a = len(left_ids)
+    return Prompt.infill(left_ids, args.gap, right_ids), lambda row: left + tok.decode(row[a:a + args.gap]) + right
