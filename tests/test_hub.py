@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowlm import Flow
+
 from flowlm.hub import (
     ReferenceCheckpointError,
     from_pretrained,
@@ -300,7 +302,8 @@ def test_save_pretrained_round_trip(tmp_path, kind):
 
     tok = build_tokenizer("bpe", "the quick brown fox jumps over the lazy dog " * 50, vocab_size=300)
     cfg = DiTConfig(vocab_size=tok.vocab_size, max_length=L, width=D, depth=1, heads=H, cond=C, dropout=0.0)
-    model = FLM(cfg, Cosine()) if kind == "flm" else FMLM(cfg, Cosine())
+    flow = Flow.decoding_error(Cosine(), tok.vocab_size)
+    model = FLM(cfg, flow) if kind == "flm" else FMLM(cfg, flow)
     g = torch.Generator().manual_seed(9)
     with torch.no_grad():
         for p in model.parameters():
@@ -331,8 +334,8 @@ def test_save_pretrained_refuses_a_custom_interpolant(tmp_path):
     from flowlm.nets import DiTConfig
 
     custom = Interpolant.from_functions(lambda t: 1 - t ** 2, lambda t: t ** 2)
-    model = FLM(DiTConfig(vocab_size=V, max_length=L, width=D, depth=1, heads=H, cond=C), custom,
-                DecodingErrorSchedule(V, custom))
+    model = FLM(DiTConfig(vocab_size=V, max_length=L, width=D, depth=1, heads=H, cond=C),
+                Flow(custom, DecodingErrorSchedule(V, custom)))
     with pytest.raises(ValueError, match="custom"):
         model.save_pretrained(tmp_path / "x")
 

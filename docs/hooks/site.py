@@ -33,6 +33,7 @@ API_PACKAGES = [
     ("oracles", "exact float64 denoisers and flow maps"),
     ("samplers", "FLM samplers on the τ grid"),
     ("flowmaps", "two-time denoisers, flow maps, the three distillers, FMLM samplers"),
+    ("guidance", "autoguidance, reward guidance through the flow map, rewards"),
     ("nets", "the DiT and its parts"),
     ("baselines", "the AR and MDLM baselines' math: losses, samplers, exact oracles"),
     ("models", "FLM and FMLM, and the AR and MDLM baselines on the same DiT"),

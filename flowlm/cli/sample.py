@@ -17,6 +17,7 @@ examples:
   flowlm sample --checkpoint fmlm-lm1b.ckpt --steps 1  # the authors' checkpoint (.ckpt or Hugging Face folder)
   flowlm sample --prompt "ROMEO:" --steps 64          # continue a prompt (its tokens are held clean)
   flowlm sample --infill "To be, ___ the question" --gap 12   # fill a gap of 12 tokens
+  flowlm sample --guidance 3 --weak dropout         # autoguidance D_weak + 3(D - D_weak), NFE doubles
 
 Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
 """
@@ -52,7 +53,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gap", type=positive_int, default=8, help="tokens generated in the --infill gap (default: 8)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="not needed: the run directory carries its tokenizer (accepted like in every subcommand)")
+    _add_guidance_options(p)
     p.set_defaults(func=run)
+
+
+def _add_guidance_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("autoguidance (flowlm.guidance)")
+    g.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="autoguidance weight η >= 0: D_weak + η(D - D_weak); 1 = the plain model (default: none)")
+    g.add_argument("--weak", default="dropout", metavar="dropout|online|CKPT",
+                   help="the weak model: the same network with dropout on, the run's online (non-EMA) weights, "
+                        "or another checkpoint of the same kind (default: dropout)")
+    g.add_argument("--guidance-form", choices=("probs", "logits"), default="probs",
+                   help="extrapolate probabilities (the paper's; may leave the simplex) or logits (default: probs)")
+
+
+def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int, length: int, gamma: float, prompt=None):
+    """``generate``, or its autoguided version when ``--guidance`` is given; ``prompt``: held clean."""
+    from flowlm.pipeline import RunError, generate
+
+    if args.guidance is None:
+        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma, prompt=prompt)
+    from flowlm._io import resolve_device
+    from flowlm.guidance import check_guidance_weight, generate_guided, load_weak_model
+
+    try:
+        weight = check_guidance_weight(args.guidance)
+    except ValueError as e:
+        raise RunError(f"--guidance: {e}") from None
+    weak = load_weak_model(args.weak, model, ckpt, device=resolve_device(args.device))
+    try:
+        return generate_guided(model, tok, n, steps, args.seed, length=length, gamma=gamma, weight=weight, weak=weak,
+                               form=args.guidance_form, prompt=prompt)
+    except ValueError as e:  # e.g. a network without dropout and --weak dropout
+        raise RunError(f"--guidance: {e}") from None
 
 
 def _latest_run() -> Path:
@@ -75,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"{out} already exists; choose another --out (it was left untouched)")
     if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
         raise RunError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if args.guidance is not None and not 0.0 <= args.guidance < float("inf"):
+        raise RunError(f"--guidance must be a finite weight >= 0 (1 = the plain model), got {args.guidance}")
     ckpt = args.checkpoint or _latest_run()
     model, tok, cfg = load_any(ckpt, device=resolve_device(args.device), tokenizer=args.tokenizer,
                                trust_pickle=args.trust_pickle)
@@ -87,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     prompt, compose = _prompt(args, tok, length, cfg.seq_len)
     if prompt is not None:
         length = prompt.length
-    samples = generate(model, tok, args.n or cfg.n_samples, steps, args.seed, length=length, gamma=gamma, prompt=prompt)
+    samples = _generate(args, model, tok, ckpt, args.n or cfg.n_samples, steps, length, gamma, prompt)
     if compose is not None:
         samples[:] = [compose(row.tolist()) for row in samples.tokens]
     text = SEPARATOR.join(samples) + "\n"
@@ -98,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     kind = "FMLM" if flow_map else "FLM"
-    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps, "
+    guided = "" if args.guidance is None else f", guidance {args.guidance:g} (weak: {args.weak})"
+    print(f"flowlm sample: {len(samples)} samples from the {kind} at {ckpt}, {steps} steps{guided}, "
           f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
     return 0
 

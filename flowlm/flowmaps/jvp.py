@@ -12,9 +12,13 @@ with ``out = fn(*primals)`` and ``tangent_out = Σ_i ∂fn/∂primals_i · tange
 * :class:`FiniteDifferenceJVP` — central differences
   ``(fn(p + εv) − fn(p − εv)) / (2ε)``: three plain forward passes, works through any kernel
   (and under DDP), error O(ε²) times the third derivative plus rounding O(u/ε) (u = unit
-  roundoff). The distillers differentiate in **model time τ** (a network's time embedding has
-  frequencies up to ~1e3 in τ, and dτ/dt reaches ~10 under the decoding-error schedule, so a step
-  in t is far too coarse); the default ε = 1e-5 suits float32 networks. The three passes run with
+  roundoff). The distillers differentiate in **model time τ** (dτ/dt reaches ~10 under the
+  decoding-error schedule, so a step in t is far too coarse). The right ε depends on how fast the
+  network varies in τ: the DiT's time embedding (the authors': frequencies exp(−ln(1e4)·i/128) ≤ 1
+  in τ) is smooth, and on a random float32 DiT the relative error against forward mode measured
+  0.79 / 0.082 / 0.0089 / 0.0011 / 0.00014 / 0.0013 at ε = 1e-6 / 1e-5 / 1e-4 / 1e-3 / 1e-2 / 1e-1
+  (rounding dominates below 1e-3); the default ε = 1e-3 (an embedding with frequencies up to
+  ~1e3, as flowlm's pre-authors' DiT had, needs ε ≈ 1e-5 instead). The three passes run with
   the same RNG state (the same dropout masks in train mode), and the backend refuses bf16/fp16
   autocast and half-precision inputs, where no ε gives a usable derivative (the audit measured
   85–102 % error for the DiT at ε = 1e-3 in t, and 450 % in train mode with independent masks).
@@ -136,13 +140,14 @@ def _restore_rng(state: tuple[Tensor, list[Tensor]]) -> None:
 class FiniteDifferenceJVP(JVPBackend):
     """Central differences ``(fn(p + εv) − fn(p − εv))/(2ε)``; ``out`` is a third plain pass ``fn(p)``.
 
-    ``eps`` is in the units of the primals (τ for the distillers; default 1e-5, sized for float32).
+    ``eps`` is in the units of the primals (τ for the distillers; default 1e-3, sized for
+    the DiT's smooth time embedding in float32: see the module docstring).
     All passes draw the same random numbers (the RNG is reset to one state before each, so
     dropout masks agree); half precision is refused (module docstring). With ``row_shift`` the
     stencil of each flagged row is one-sided.
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = 1e-3) -> None:
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         self.eps = float(eps)

@@ -49,7 +49,9 @@ class SamplerOutput:
     """Result of a sampler call.
 
     ``probs``: final probabilities ``[B, L, V]``; ``tokens``: their argmax ``[B, L]``;
-    ``nfe``: number of network (or oracle) evaluations; ``times``: the interpolation times of the
+    ``nfe``: number of network (or oracle) evaluations: the sampler's calls of ``model_fn`` times
+    ``model_fn.calls_per_eval`` (default 1; 2 for a guided denoiser that calls a model and a weak
+    model, :mod:`flowlm.guidance`); ``times``: the interpolation times of the
     trajectory and ``trajectory``: the states ``[B, L, D]`` at those times (when requested).
     """
 
@@ -133,6 +135,7 @@ class Sampler(ABC):
             return self._run_prompted(model_fn, flow, x0, space, prompt, traj, generator)
         with torch.no_grad():
             out = self.run(model_fn, flow, x0, space, traj, generator)
+        out.nfe *= int(getattr(model_fn, "calls_per_eval", 1))  # e.g. 2 for autoguidance
         if not return_trajectory:
             out.times = None
         return out
