@@ -428,7 +428,7 @@ def test_sample_prompt_and_infill(run_dir, tmp_path, capsys):
         texts = out.rstrip("\n").split("\n\n----------\n\n")
         assert all(t.startswith("thee ") and t.endswith(" day") and len(t) == len("thee  day") + 5 for t in texts), texts
     code, out, err = _run(capsys, "sample", "--checkpoint", run_dir, "--steps", 2, "--n", 2, "--device", "cpu",
-                          "--prompt", "Shall I", "--length", 12, "--guidance", 2)  # autoguidance with a prompt
+                          "--prompt", "Shall I", "--length", 12, "--guidance", 2, "--weak", "online")  # autoguidance with a prompt
     assert code == 0, err
     assert all(t.startswith("Shall I") and len(t) == 12 for t in out.rstrip("\n").split("\n\n----------\n\n"))
     for argv, needle in (
