@@ -8,7 +8,8 @@ Layers, each importable on its own (dependencies run one way, DESIGN §4):
 """
 
 from flowlm.flow import Flow, PathSample
+from flowlm.prompt import Prompt
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "PathSample", "__version__"]
+__all__ = ["Flow", "PathSample", "Prompt", "__version__"]

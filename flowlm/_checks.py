@@ -78,3 +78,15 @@ def check_token_ids(name: str, tokens: Tensor, vocab_size: int) -> None:
             f"{name}: token ids must lie in [0, {vocab_size}), got range [{lo}, {hi}]; "
             "was the data encoded with another tokenizer?"
         )
+
+
+def check_times(name: str, t: Tensor, batch: int, length: int) -> None:
+    """Times must be ``[B]`` (one per sequence) or ``[B, L]`` (one per token) and inside [0, 1]."""
+    if _tracing():
+        return
+    if not torch.is_tensor(t) or t.shape not in ((batch,), (batch, length)):
+        raise ValueError(
+            f"{name} must have shape [{batch}] (one time per sequence) or [{batch}, {length}] (one time per "
+            f"token), got {tuple(t.shape) if torch.is_tensor(t) else type(t).__name__}"
+        )
+    check_unit_interval(name, t)

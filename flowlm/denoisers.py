@@ -56,7 +56,7 @@ class Denoiser(ABC):
 
     @abstractmethod
     def logits(
-        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         """Logits of D_t(x); ``tau`` = τ(t) when the caller already holds it."""
 
@@ -66,9 +66,9 @@ class Denoiser(ABC):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        t: Float[Tensor, " B"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau: Float[Tensor, " B"] | None = None,
+        tau: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """D_t(x) = softmax(logits) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it
@@ -86,11 +86,11 @@ class TwoTimeDenoiser(ABC):
     def logits(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
     ) -> Float[Tensor, "B L V"]:
         """Logits of δ_{s,t}(x); ``tau_s, tau_t`` = τ(s), τ(t) when the caller holds them."""
 
@@ -102,11 +102,11 @@ class TwoTimeDenoiser(ABC):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """δ_{s,t}(x) = softmax(logits) ``[B, L, V]`` in the dtype of ``x``, or ``space.embed`` of it."""
@@ -143,7 +143,7 @@ def velocity(
     den: Denoiser,
     flow: Flow,
     x: Float[Tensor, "B L D"],
-    t: Float[Tensor, " B"],
+    t: Float[Tensor, "B *tokens"],
     space: StateSpace | None = None,
 ) -> Float[Tensor, "B L D"]:
     """b_t(x) = (α'/α)·x + α·ρ'·embed(D_t(x)) (Linear, one-hot: (D − x)/(1 − t)). Requires t < 1."""

@@ -281,10 +281,12 @@ def build_model(cfg: RunConfig, vocab_size: int, kind: str | None = None) -> nn.
     raise RunError(f"unknown model kind {kind!r}; choose one of flm, fmlm, ar, mdlm")
 
 
-def _objective(kind: str) -> Any:
+def _objective(kind: str, condition_fraction: float = 0.0) -> Any:
     from flowlm.training import FLMObjective, TokenNetObjective
 
-    return FLMObjective() if kind == "flm" else TokenNetObjective()
+    if kind != "flm" and condition_fraction:
+        raise RunError(f"train.condition_fraction (prompt training) applies to FLM training, not to {kind}")
+    return FLMObjective(condition_fraction) if kind == "flm" else TokenNetObjective()
 
 
 def default_steps(cfg: RunConfig, kind: str) -> int | None:
@@ -335,7 +337,7 @@ def train_model(
     }
     if main:
         _write_run_files(out, cfg, tok, run_info)
-    objective = _objective(kind)
+    objective = _objective(kind, cfg.train.condition_fraction)
     result = train(model, objective, splits.train, tc, resume=resume,
                    checkpoint_config=_checkpoint_config(cfg, tok.spec(), run_info),
                    evaluate=_periodic_validation(objective, splits.val, cfg.seed))
@@ -439,7 +441,8 @@ def distill_fmlm(
         torch.manual_seed(cfg.seed)
         student = FMLM(teacher.config.replace(two_time=True), teacher.flow, projected=teacher.projected)
         student = student.to(next(teacher.parameters()).device)
-    objective = DistillationObjective(build_distiller(cfg, student.flow, teacher.denoiser))
+    objective = DistillationObjective(build_distiller(cfg, student.flow, teacher.denoiser),
+                                      cfg.train.condition_fraction)
     tc = _train_config(cfg, out, distill=True)
     run_info = {
         "kind": "fmlm", "method": method, "teacher": str(find_checkpoint(teacher_ckpt).resolve()),
@@ -569,11 +572,13 @@ def generate(
     gamma: float = 0.0,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    prompt: Any = None,
 ) -> Samples:
     """Draw ``n_samples`` texts, deterministic in ``seed``, from any model kind: FLM (``steps`` Euler steps
     on the τ grid), FMLM (``steps`` flow-map steps, ``gamma`` re-noising), MDLM (``steps`` ancestral
     steps, default ``length``), AR (one step per token; ``steps`` must be None or ``length``);
-    ``temperature`` and ``top_p`` apply to AR and MDLM."""
+    ``temperature`` and ``top_p`` apply to AR and MDLM; ``prompt``: a :class:`flowlm.Prompt` held
+    clean (FLM and FMLM)."""
     kind = getattr(model, "kind", None)
     length = length or model.config.max_length
     if kind == "ar" and steps is not None and steps != length:
@@ -591,7 +596,8 @@ def generate(
     if kind in ("ar", "mdlm"):
         out = model.sample(n_samples, length, steps=steps, generator=g, temperature=temperature, top_p=top_p)
     else:
-        out = model.sample(n_samples, length, steps, gamma=gamma if kind == "fmlm" else 0.0, generator=g)
+        out = model.sample(n_samples, length, steps, gamma=gamma if kind == "fmlm" else 0.0, prompt=prompt,
+                           generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

@@ -445,3 +445,37 @@ def test_sample_flags_for_the_wrong_kind_are_refused(run_dir, capsys):
     code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--temperature", 0.5)
     assert code == 2
     _error_line(err, "--temperature and --top-p apply to AR and MDLM models")
+
+
+# ----------------------------------------------------------------------------- prompts and infilling (issue 13)
+def test_sample_prompt_and_infill(run_dir, tmp_path, capsys):
+    """--prompt / --infill on the tiny FLM and a 1-step-distilled FMLM: the prompt text is printed
+    unchanged, the generated part has the requested size; bad combinations get clear errors."""
+    student = tmp_path / "fmlm"
+    code, _, _ = _run(capsys, "distill", "--teacher", run_dir, "--method", "semigroup", "--steps", 1,
+                      "--out-dir", student, "--device", "cpu")
+    assert code == 0
+    for ckpt, steps in ((run_dir, 3), (student, 1)):
+        code, out, err = _run(capsys, "sample", "--checkpoint", ckpt, "--steps", steps, "--n", 2, "--device", "cpu",
+                              "--prompt", "Shall I", "--length", 16)
+        assert code == 0, err
+        texts = out.rstrip("\n").split("\n\n----------\n\n")
+        assert len(texts) == 2 and all(t.startswith("Shall I") and len(t) == 16 for t in texts), texts
+        code, out, err = _run(capsys, "sample", "--checkpoint", ckpt, "--steps", steps, "--n", 2, "--device", "cpu",
+                              "--infill", "thee ___ day", "--gap", 5)
+        assert code == 0, err
+        texts = out.rstrip("\n").split("\n\n----------\n\n")
+        assert all(t.startswith("thee ") and t.endswith(" day") and len(t) == len("thee  day") + 5 for t in texts), texts
+    code, out, err = _run(capsys, "sample", "--checkpoint", run_dir, "--steps", 2, "--n", 2, "--device", "cpu",
+                          "--prompt", "Shall I", "--length", 12, "--guidance", 2, "--weak", "online")  # autoguidance with a prompt
+    assert code == 0, err
+    assert all(t.startswith("Shall I") and len(t) == 12 for t in out.rstrip("\n").split("\n\n----------\n\n"))
+    for argv, needle in (
+        (("--prompt", "a", "--infill", "a ___ b"), "not both"),
+        (("--infill", "no gap here"), '"___"'),
+        (("--prompt", "x" * 40), "shorten the prompt"),
+        (("--infill", "x" * 20 + " ___ " + "y" * 10, "--gap", 8), "at most 32"),
+    ):
+        code, _, err = _run(capsys, "sample", "--checkpoint", run_dir, "--steps", 2, "--device", "cpu", *argv)
+        assert code == 2
+        _error_line(err, needle)

@@ -263,7 +263,7 @@ def test_bad_inputs_raise_clear_errors():
         EulerSampler(3)(lambda x, t: x, flow_of(Linear()), x0)
     with pytest.raises(TypeError, match="interpolant"):
         FactorizedCategorical(torch.full((3, 4), 0.25, dtype=F64))
-    with pytest.raises(NotImplementedError, match="issue 13"):
+    with pytest.raises(TypeError, match="flowlm.Prompt"):
         run(x0, prompt=object())
 
 

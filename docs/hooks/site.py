@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 API_PACKAGES = [
     ("interpolants", "α, β and the t ↔ τ schedules"),
     ("flow", "Flow: an interpolant with its schedule"),
+    ("prompt", "Prompt: clean positions held with per-token times; training masks"),
     ("denoisers", "the Denoiser protocol, the FLM loss, velocity"),
     ("states", "one-hot and projected state spaces"),
     ("oracles", "exact float64 denoisers and flow maps"),

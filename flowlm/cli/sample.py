@@ -15,6 +15,8 @@ examples:
   flowlm sample --checkpoint runs/tiny-flm/checkpoint.safetensors --out samples.txt
   flowlm sample --steps 4 --gamma 0.3 --seed 7      # latest run under ./runs, re-noising FMLM steps
   flowlm sample --checkpoint fmlm-lm1b.ckpt --steps 1  # the authors' checkpoint (.ckpt or Hugging Face folder)
+  flowlm sample --prompt "ROMEO:" --steps 64          # continue a prompt (its tokens are held clean)
+  flowlm sample --infill "To be, ___ the question" --gap 12   # fill a gap of 12 tokens
   flowlm sample --guidance 3 --weak dropout         # autoguidance D_weak + 3(D - D_weak), NFE doubles
 
 Texts go to stdout (or --out FILE, which must not exist yet); NFE and wall time go to stderr.
@@ -48,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="AR / MDLM: nucleus mass in (0, 1] (default: the run's sample.top_p, 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--out", metavar="FILE", default=None, help="write the texts here instead of stdout (never overwrites)")
+    p.add_argument("--prompt", metavar="TEXT", default=None,
+                   help="a prefix to continue: its tokens are held clean (t = τ = 1) and printed unchanged")
+    p.add_argument("--infill", metavar="TEXT", default=None,
+                   help='text with one "___" marking a gap to fill, e.g. "left ___ right" (see --gap)')
+    p.add_argument("--gap", type=positive_int, default=8, help="tokens generated in the --infill gap (default: 8)")
     p.add_argument("--data", metavar="PATH", default=None,
                    help="not needed: the run directory carries its tokenizer (accepted like in every subcommand)")
     _add_guidance_options(p)
@@ -66,12 +73,13 @@ def _add_guidance_options(p: argparse.ArgumentParser) -> None:
 
 
 def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int | None, length: int, gamma: float,
-              **extra):
-    """``generate``, or its autoguided version when ``--guidance`` is given (FLM and FMLM only)."""
+              prompt=None, **extra):
+    """``generate``, or its autoguided version when ``--guidance`` is given (FLM and FMLM only);
+    ``prompt``: a :class:`flowlm.Prompt` held clean."""
     from flowlm.pipeline import RunError, generate
 
     if args.guidance is None:
-        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma, **extra)
+        return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma, prompt=prompt, **extra)
     if model.kind not in ("flm", "fmlm"):
         raise RunError(f"--guidance applies to FLM and FMLM models; this is an {model.kind.upper()}")
     from flowlm._io import resolve_device
@@ -84,7 +92,7 @@ def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int | N
     weak = load_weak_model(args.weak, model, ckpt, device=resolve_device(args.device))
     try:
         return generate_guided(model, tok, n, steps, args.seed, length=length, gamma=gamma, weight=weight, weak=weak,
-                               form=args.guidance_form)
+                               form=args.guidance_form, prompt=prompt)
     except ValueError as e:  # e.g. a network without dropout and --weak dropout
         raise RunError(f"--guidance: {e}") from None
 
@@ -131,7 +139,14 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f"need --temperature > 0 and --top-p in (0, 1], got {temperature} and {top_p}")
     gamma = cfg.sample.gamma if args.gamma is None else args.gamma
     extra = {} if kind in ("flm", "fmlm") else {"temperature": temperature, "top_p": top_p}
-    samples = _generate(args, model, tok, ckpt, args.n or cfg.sample.n, steps, length, gamma, **extra)
+    if kind not in ("flm", "fmlm") and (args.prompt is not None or args.infill is not None):
+        raise RunError(f"--prompt and --infill apply to FLM and FMLM models; this is an {kind.upper()}")
+    prompt, compose = _prompt(args, tok, length, cfg.data.seq_len)
+    if prompt is not None:
+        length = prompt.length
+    samples = _generate(args, model, tok, ckpt, args.n or cfg.sample.n, steps, length, gamma, prompt, **extra)
+    if compose is not None:
+        samples[:] = [compose(row.tolist()) for row in samples.tokens]
     text = SEPARATOR.join(samples) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,3 +158,42 @@ def run(args: argparse.Namespace) -> int:
     print(f"flowlm sample: {len(samples)} samples from the {kind.upper()} at {ckpt}, {steps or length} steps{guided}, "
           f"NFE {samples.nfe}, {samples.seconds:.2f} s", file=sys.stderr)
     return 0
+
+
+GAP = "___"
+
+
+def _prompt(args: argparse.Namespace, tok, length: int, max_length: int):
+    """``(Prompt, compose)`` for ``--prompt`` / ``--infill`` (``(None, None)`` without them). ``compose``
+    turns sampled ids into the printed text: the user's own prompt text, unchanged, around the
+    decoded generated tokens."""
+    from flowlm import Prompt
+    from flowlm.pipeline import RunError
+
+    if args.prompt is not None and args.infill is not None:
+        raise RunError("give either --prompt (a prefix) or --infill (a gap), not both")
+    if args.prompt is None and args.infill is None:
+        return None, None
+    if args.prompt is not None:
+        ids = tok.encode(args.prompt)
+        if not ids:
+            raise RunError("--prompt is empty after tokenization; give some text")
+        if len(ids) >= length:
+            raise RunError(
+                f"--prompt is {len(ids)} tokens but samples have {length} (the model's length is {max_length}); "
+                "shorten the prompt or raise --length"
+            )
+        n = len(ids)
+        return Prompt.prefix(ids, length), lambda row: args.prompt + tok.decode(row[n:])
+    if args.infill.count(GAP) != 1:
+        raise RunError(f'--infill needs exactly one "{GAP}" marking the gap, e.g. --infill "left {GAP} right"')
+    left, right = args.infill.split(GAP)
+    left_ids, right_ids = tok.encode(left), tok.encode(right)
+    total = len(left_ids) + args.gap + len(right_ids)
+    if total > max_length:
+        raise RunError(
+            f"--infill needs {total} tokens ({len(left_ids)} left + gap {args.gap} + {len(right_ids)} right) but the "
+            f"model handles at most {max_length}; shorten the text or lower --gap"
+        )
+    a = len(left_ids)
+    return Prompt.infill(left_ids, args.gap, right_ids), lambda row: left + tok.decode(row[a:a + args.gap]) + right

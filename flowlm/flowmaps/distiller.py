@@ -26,7 +26,9 @@ student's own diagonal :math:`\hat\delta(x, t, t)` (under ``no_grad``).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +42,7 @@ from flowlm.flowmaps.jvp import ExactJVP, JVPBackend
 from flowlm.flowmaps.projections import PROJECTIONS, soft_cross_entropy, target_loss
 from flowlm.flowmaps.time_pairs import TimePairs, TimePairSampler
 from flowlm.flowmaps.two_time import FlowMap
+from flowlm.prompt import Prompt, prompted, random_clean_mask
 from flowlm.states import StateSpace
 
 __all__ = ["Distiller", "Target", "rows_of"]
@@ -122,6 +125,25 @@ class Distiller(ABC):
             return flow_map.delta.probs(x, t, t, tau_s=tau, tau_t=tau)
         return self.teacher.probs(x, t, tau=tau)
 
+    # ------------------------------------------------------------------ prompts (condition_fraction)
+    def _held(self, student: TwoTimeDenoiser, fm: FlowMap, prompt: Prompt | None, space: StateSpace, dtype: torch.dtype):
+        """The student and its flow map with ``prompt``'s positions held clean (unchanged without one)."""
+        if prompt is None:
+            return student, fm
+        held = prompted(student, prompt, space, dtype)
+        return held, FlowMap(held, self.flow, space)
+
+    @contextlib.contextmanager
+    def _teacher_held(self, prompt: Prompt | None, space: StateSpace, dtype: torch.dtype) -> Iterator[None]:
+        """Within the block, ``self.teacher`` sees ``prompt``'s positions clean (t = 1)."""
+        saved = self.teacher
+        if prompt is not None and saved is not None:
+            self.teacher = prompted(saved, prompt, space, dtype)
+        try:
+            yield
+        finally:
+            self.teacher = saved
+
     # ------------------------------------------------------------------ subclass API
     def student_times(self, rows: TimePairs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(s, t, tau_s, tau_t)`` at which the student is fitted on off-diagonal rows (default: as drawn)."""
@@ -140,8 +162,14 @@ class Distiller(ABC):
         space: StateSpace | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
+        condition_fraction: float = 0.0,
     ) -> tuple[Float[Tensor, ""], dict[str, Tensor]]:
-        """Diagonal CE + off-diagonal target loss on one batch; returns (scalar loss, tensor metrics)."""
+        """Diagonal CE + off-diagonal target loss on one batch; returns (scalar loss, tensor metrics).
+
+        ``condition_fraction`` > 0 trains for prompts: that share of the sequences holds a random
+        prefix, suffix or outside-of-a-span clean (:func:`flowlm.prompt.random_clean_mask`); the
+        student, the teacher and every target see those positions clean with s = u = t = 1 (and
+        τ = 1), and they are left out of the loss (the mean runs over the free positions)."""
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape [batch, length], got {tuple(tokens.shape)}")
         fm = FlowMap(student, self.flow, space)
@@ -153,6 +181,11 @@ class Distiller(ABC):
         B = tokens.shape[0]
         pairs = self.pairs(B, device=tokens.device, dtype=dtype, generator=generator)
         x = self.flow.noisy(tokens, tau=pairs.tau_s, space=space, generator=generator, dtype=dtype).xt  # [B, L, D]
+        prompt = None
+        if condition_fraction:
+            clean = random_clean_mask(B, tokens.shape[1], condition_fraction, device=tokens.device, generator=generator)
+            prompt = Prompt(tokens, clean)
+            x = prompt.hold(x, prompt.clean_state(space, dtype))
 
         idx_d = pairs.diagonal.nonzero().squeeze(1)  # host sync 1
         idx_o = pairs.off_diagonal.nonzero().squeeze(1)  # host sync 2
@@ -164,12 +197,15 @@ class Distiller(ABC):
         if n_diag:
             rows = rows_of(pairs, idx_d)
             xd = x.index_select(0, idx_d)
-            logits_d = student(xd, rows.t, rows.t, tau_s=rows.tau_t, tau_t=rows.tau_t)  # [b, L, V]
-            if self.teacher is None:
-                target_d = F.one_hot(tokens.index_select(0, idx_d), V).to(logits_d.dtype)
-            else:
-                target_d = self.teacher_probs(fm, xd, rows.t, rows.tau_t)
-            loss_d = soft_cross_entropy(logits_d, target_d)
+            sub = None if prompt is None else prompt.rows(idx_d)
+            student_d, fm_d = self._held(student, fm, sub, space, dtype)
+            logits_d = student_d(xd, rows.t, rows.t, tau_s=rows.tau_t, tau_t=rows.tau_t)  # [b, L, V]
+            with self._teacher_held(sub, space, dtype):
+                if self.teacher is None:
+                    target_d = F.one_hot(tokens.index_select(0, idx_d), V).to(logits_d.dtype)
+                else:
+                    target_d = self.teacher_probs(fm_d, xd, rows.t, rows.tau_t)
+            loss_d = soft_cross_entropy(logits_d, target_d, None if sub is None else ~sub.mask)
             per_row = per_row.index_put((idx_d,), loss_d.float())
             metrics["loss_diagonal"] = loss_d.detach().mean()
 
@@ -177,8 +213,10 @@ class Distiller(ABC):
         if n_off:
             rows = rows_of(pairs, idx_o)
             xo = x.index_select(0, idx_o)
-            with torch.no_grad():
-                tgt = self.target(fm, xo, rows)
+            sub = None if prompt is None else prompt.rows(idx_o)
+            student_o, fm_o = self._held(student, fm, sub, space, dtype)
+            with torch.no_grad(), self._teacher_held(sub, space, dtype):
+                tgt = self.target(fm_o, xo, rows)
             probs = tgt.probs.detach()
             torch._assert_async(
                 torch.isfinite(probs).all(),
@@ -186,8 +224,8 @@ class Distiller(ABC):
                 "the JVP backend); refusing to project them",
             )
             s_st, t_st, tau_s_st, tau_t_st = self.student_times(rows)
-            logits_o = student(xo, s_st, t_st, tau_s=tau_s_st, tau_t=tau_t_st)
-            loss_o = target_loss(logits_o, probs, self.projection)
+            logits_o = student_o(xo, s_st, t_st, tau_s=tau_s_st, tau_t=tau_t_st)
+            loss_o = target_loss(logits_o, probs, self.projection, None if sub is None else ~sub.mask)
             if tgt.weight is not None:
                 loss_o = loss_o * tgt.weight.to(loss_o.dtype)
             per_row = per_row.index_put((idx_o,), loss_o.float())
@@ -196,6 +234,8 @@ class Distiller(ABC):
             n_jvp, n_fwd = tgt.n_jvp, tgt.n_forward
 
         loss = per_row.mean()
+        if prompt is not None:
+            metrics["clean_fraction"] = prompt.mask.float().mean()
         metrics.update(
             loss=loss.detach(),
             n_jvp=zero + n_jvp,

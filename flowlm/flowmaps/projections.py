@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 __all__ = ["PROJECTIONS", "clip_to_simplex", "sparsemax_projection", "soft_cross_entropy", "target_loss"]
@@ -55,28 +55,40 @@ def sparsemax_projection(p: Float[Tensor, "*batch V"]) -> Float[Tensor, "*batch 
     return (p - theta).clamp(min=0.0)
 
 
+def _position_mean(values: Tensor, positions: Tensor | None) -> Tensor:
+    """Mean over positions ``[B, L] → [B]``, or over the positions where ``positions`` is True
+    (rows with none count 0)."""
+    if positions is None:
+        return values.mean(dim=-1)
+    w = positions.to(values.dtype)
+    return (values * w).sum(dim=-1) / w.sum(dim=-1).clamp(min=1.0)
+
+
 def soft_cross_entropy(
-    logits: Float[Tensor, "B L V"], target: Float[Tensor, "B L V"]
+    logits: Float[Tensor, "B L V"], target: Float[Tensor, "B L V"], positions: Bool[Tensor, "B L"] | None = None
 ) -> Float[Tensor, " B"]:
-    """−Σ_v target_v · log softmax(logits)_v, mean over positions: one value per sequence."""
+    """−Σ_v target_v · log softmax(logits)_v, mean over positions (over the True ``positions`` when
+    given, e.g. the free ones of a prompt): one value per sequence."""
     logp = F.log_softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
-    return -(target.to(logp.dtype) * logp).sum(dim=-1).mean(dim=-1)
+    return _position_mean(-(target.to(logp.dtype) * logp).sum(dim=-1), positions)
 
 
 def target_loss(
-    logits: Float[Tensor, "B L V"], target: Float[Tensor, "B L V"], projection: str | None
+    logits: Float[Tensor, "B L V"], target: Float[Tensor, "B L V"], projection: str | None,
+    positions: Bool[Tensor, "B L"] | None = None,
 ) -> Float[Tensor, " B"]:
-    """Per-sequence loss of the student's logits against a stop-gradient target.
+    """Per-sequence loss of the student's logits against a stop-gradient target (mean over the
+    True ``positions`` when given).
 
     ``projection=None`` means the target is known to lie on the simplex (plain soft CE).
     """
     if projection is None:
-        return soft_cross_entropy(logits, target)
+        return soft_cross_entropy(logits, target, positions)
     if projection == "clip":
-        return soft_cross_entropy(logits, clip_to_simplex(target))
+        return soft_cross_entropy(logits, clip_to_simplex(target), positions)
     if projection == "sparsemax":
-        return soft_cross_entropy(logits, sparsemax_projection(target))
+        return soft_cross_entropy(logits, sparsemax_projection(target), positions)
     if projection == "mse":
         probs = torch.softmax(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits, dim=-1)
-        return (probs - target.to(probs.dtype)).square().sum(dim=-1).mean(dim=-1)
+        return _position_mean((probs - target.to(probs.dtype)).square().sum(dim=-1), positions)
     raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")

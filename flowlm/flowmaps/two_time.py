@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from flowlm._checks import check_batch_times
+from flowlm._checks import check_times
 from flowlm.denoisers import TwoTimeDenoiser
 from flowlm.flow import Flow
 from flowlm.interpolants.base import Interpolant, expand_time
@@ -41,8 +41,8 @@ __all__ = [
 def flow_map_from_delta(
     interpolant: Interpolant,
     x: Float[Tensor, "B L D"],
-    s: Float[Tensor, " B"],
-    t: Float[Tensor, " B"],
+    s: Float[Tensor, "B *tokens"],
+    t: Float[Tensor, "B *tokens"],
     delta_state: Float[Tensor, "B L D"],
 ) -> Float[Tensor, "B L D"]:
     """X_{s,t}(x) = (α_t/α_s)·x + (β_t − α_tβ_s/α_s)·δ, with δ already embedded in the state space."""
@@ -52,8 +52,8 @@ def flow_map_from_delta(
 def delta_from_flow_map(
     interpolant: Interpolant,
     x: Float[Tensor, "B L D"],
-    s: Float[Tensor, " B"],
-    t: Float[Tensor, " B"],
+    s: Float[Tensor, "B *tokens"],
+    t: Float[Tensor, "B *tokens"],
     flow: Float[Tensor, "B L D"],
 ) -> Float[Tensor, "B L D"]:
     """δ_{s,t}(x) = (X_{s,t}(x) − (α_t/α_s)·x)/(β_t − α_tβ_s/α_s); requires s < t (and s < 1)."""
@@ -61,14 +61,14 @@ def delta_from_flow_map(
 
 
 def average_velocity_from_flow_map(
-    x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], flow: Float[Tensor, "B L D"]
+    x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"], flow: Float[Tensor, "B L D"]
 ) -> Float[Tensor, "B L D"]:
     """v_{s,t}(x) = (X_{s,t}(x) − x)/(t − s); requires s < t."""
     return (flow - x) / expand_time(t - s, x)
 
 
 def flow_map_from_average_velocity(
-    x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], velocity: Float[Tensor, "B L D"]
+    x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"], velocity: Float[Tensor, "B L D"]
 ) -> Float[Tensor, "B L D"]:
     """X_{s,t}(x) = x + (t − s)·v_{s,t}(x)."""
     return x + expand_time(t - s, x) * velocity
@@ -77,8 +77,8 @@ def flow_map_from_average_velocity(
 def average_velocity_from_delta(
     interpolant: Interpolant,
     x: Float[Tensor, "B L D"],
-    s: Float[Tensor, " B"],
-    t: Float[Tensor, " B"],
+    s: Float[Tensor, "B *tokens"],
+    t: Float[Tensor, "B *tokens"],
     delta_state: Float[Tensor, "B L D"],
 ) -> Float[Tensor, "B L D"]:
     """v_{s,t}(x) = ((c_x − 1)·x + c_δ·δ)/(t − s)  (Linear: (δ − x)/(1 − s), independent of t)."""
@@ -88,12 +88,21 @@ def average_velocity_from_delta(
 def delta_from_average_velocity(
     interpolant: Interpolant,
     x: Float[Tensor, "B L D"],
-    s: Float[Tensor, " B"],
-    t: Float[Tensor, " B"],
+    s: Float[Tensor, "B *tokens"],
+    t: Float[Tensor, "B *tokens"],
     velocity: Float[Tensor, "B L D"],
 ) -> Float[Tensor, "B L D"]:
     """δ_{s,t}(x) = (x + (t − s)·v − c_x·x)/c_δ, the inverse of :func:`average_velocity_from_delta`."""
     return delta_from_flow_map(interpolant, x, s, t, flow_map_from_average_velocity(x, s, t, velocity))
+
+
+def _held_clean(s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Times for the flow-map coefficients: a clean position (per-token s = 1) gets s = t = 0, where
+    c_x = 1 and c_δ = 0, so X = x keeps its clean state (α_s = 0 would give 0/0 otherwise)."""
+    if s.ndim < 2:
+        return s, t
+    clean = s >= 1
+    return torch.where(clean, torch.zeros_like(s), s), torch.where(clean, torch.zeros_like(t), t)
 
 
 # --------------------------------------------------------------------------- the flow map object
@@ -102,7 +111,8 @@ class FlowMap:
 
     ``FlowMap(delta, flow, space=None).X(x, s, t)`` (also ``fm(x, s, t)``) returns
     :math:`\hat X_{s,t}(x) = (\alpha_t/\alpha_s)x + (\beta_t - \alpha_t\beta_s/\alpha_s)\,
-    \mathrm{embed}(\hat\delta_{s,t}(x))` with ``x: [B, L, D]``, ``s, t: [B]`` (s ≤ t). ``space``
+    \mathrm{embed}(\hat\delta_{s,t}(x))` with ``x: [B, L, D]``, ``s, t: [B]`` or per-token ``[B, L]``
+    (s ≤ t; a clean position has s = t = 1 and keeps its state: X = x there). ``space``
     defaults to the one-hot space of δ̂'s vocabulary. ``delta`` must have been built for ``flow``.
     """
 
@@ -127,35 +137,35 @@ class FlowMap:
     def X(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
         return_delta: bool = False,
     ) -> Float[Tensor, "B L D"] | tuple[Float[Tensor, "B L D"], Float[Tensor, "B L V"]]:
         """X̂_{s,t}(x); with ``return_delta`` also δ̂_{s,t}(x) ``[B, L, V]`` (one network pass for both).
         ``tau_s, tau_t``: the model times, passed on to the network when the caller holds them."""
-        check_batch_times("s", s, x.shape[0])
-        check_batch_times("t", t, x.shape[0])
+        check_times("s", s, x.shape[0], x.shape[1])
+        check_times("t", t, x.shape[0], x.shape[1])
         if not torch.compiler.is_compiling() and bool((s > t).any()):
             raise ValueError("a flow map step needs s <= t (s is the start time, t the end time); swap them")
         if return_delta:
             probs = self.delta.probs(x, s, t, tau_s=tau_s, tau_t=tau_t)
             return self.combine(x, s, t, probs), probs
         emb = self.delta.probs(x, s, t, tau_s=tau_s, tau_t=tau_t, space=self.space)
-        return self.flow.interpolant.flow_map_from_delta(x, s, t, emb)
+        return self.flow.interpolant.flow_map_from_delta(x, *_held_clean(s, t), emb)
 
     __call__ = X
 
     def combine(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], probs: Float[Tensor, "B L V"]
+        self, x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"], probs: Float[Tensor, "B L V"]
     ) -> Float[Tensor, "B L D"]:
         """c_x·x + c_δ·embed(probs): the flow map for δ̂ values already computed (e.g. the primal of a JVP)."""
-        return self.flow.interpolant.flow_map_from_delta(x, s, t, self.space.embed(probs))
+        return self.flow.interpolant.flow_map_from_delta(x, *_held_clean(s, t), self.space.embed(probs))
 
     def average_velocity(
-        self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+        self, x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"]
     ) -> Float[Tensor, "B L D"]:
         """v̂_{s,t}(x) = (X̂_{s,t}(x) − x)/(t − s); requires s < t."""
         return average_velocity_from_flow_map(x, s, t, self.X(x, s, t))

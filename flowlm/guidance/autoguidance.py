@@ -113,9 +113,9 @@ class AutoGuidedDenoiser(_Guided, Denoiser):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        t: Float[Tensor, " B"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau: Float[Tensor, " B"] | None = None,
+        tau: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """D_η(x) (probability form: may leave the simplex for η > 1), embedded when ``space`` is given."""
@@ -129,7 +129,7 @@ class AutoGuidedDenoiser(_Guided, Denoiser):
         return self._combine(self.weak.probs(x, t, tau=tau, space=space), self.strong.probs(x, t, tau=tau, space=space))
 
     def logits(
-        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         """Logit form: ℓ_w + η(ℓ − ℓ_w). Probability form: ``log(max(D_η, tiny))`` (a lossy view)."""
         if self.weight in (0.0, 1.0):
@@ -151,11 +151,11 @@ class AutoGuidedTwoTimeDenoiser(_Guided, TwoTimeDenoiser):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """δ_η(x) (probability form: may leave the simplex for η > 1), embedded when ``space`` is given."""
@@ -172,11 +172,11 @@ class AutoGuidedTwoTimeDenoiser(_Guided, TwoTimeDenoiser):
     def logits(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
     ) -> Float[Tensor, "B L V"]:
         """Logit form: ℓ_w + η(ℓ − ℓ_w). Probability form: ``log(max(δ_η, tiny))`` (a lossy view)."""
         kw = {"tau_s": tau_s, "tau_t": tau_t}
@@ -251,12 +251,12 @@ class DropoutDenoiser(_DropoutMixin, Denoiser):
     def __init__(self, den: Denoiser, seed: int | None = None) -> None:
         self._init(den, seed)
 
-    def logits(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+    def logits(self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
                ) -> Float[Tensor, "B L V"]:
         with self._on(x):
             return self.inner.logits(x, t, tau=tau)
 
-    def probs(self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None,
+    def probs(self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None,
               space: StateSpace | None = None) -> Float[Tensor, "B L K"]:
         with self._on(x):
             return self.inner.probs(x, t, tau=tau, space=space)
@@ -268,14 +268,14 @@ class DropoutTwoTimeDenoiser(_DropoutMixin, TwoTimeDenoiser):
     def __init__(self, delta: TwoTimeDenoiser, seed: int | None = None) -> None:
         self._init(delta, seed)
 
-    def logits(self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], *,
-               tau_s: Float[Tensor, " B"] | None = None, tau_t: Float[Tensor, " B"] | None = None
+    def logits(self, x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"], *,
+               tau_s: Float[Tensor, "B *tokens"] | None = None, tau_t: Float[Tensor, "B *tokens"] | None = None
                ) -> Float[Tensor, "B L V"]:
         with self._on(x):
             return self.inner.logits(x, s, t, tau_s=tau_s, tau_t=tau_t)
 
-    def probs(self, x: Float[Tensor, "B L D"], s: Float[Tensor, " B"], t: Float[Tensor, " B"], *,
-              tau_s: Float[Tensor, " B"] | None = None, tau_t: Float[Tensor, " B"] | None = None,
+    def probs(self, x: Float[Tensor, "B L D"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"], *,
+              tau_s: Float[Tensor, "B *tokens"] | None = None, tau_t: Float[Tensor, "B *tokens"] | None = None,
               space: StateSpace | None = None) -> Float[Tensor, "B L K"]:
         with self._on(x):
             return self.inner.probs(x, s, t, tau_s=tau_s, tau_t=tau_t, space=space)

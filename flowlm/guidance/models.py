@@ -126,8 +126,8 @@ def sample_guided(model: nn.Module, batch: int, length: int, n_steps: int, *, we
 
 def generate_guided(model: nn.Module, tokenizer: Any, n_samples: int, steps: int, seed: int = 0, *,
                     length: int | None = None, gamma: float = 0.0, weight: float, weak: Any = "dropout",
-                    form: str = "probs"):
-    """:func:`flowlm.pipeline.generate` with autoguidance: ``Samples`` (texts, ``nfe``, ``seconds``, ``tokens``).
+                    form: str = "probs", prompt: Any = None):
+    """:func:`flowlm.pipeline.generate` with autoguidance (``prompt``: a :class:`flowlm.Prompt` held clean): ``Samples`` (texts, ``nfe``, ``seconds``, ``tokens``).
 
     Deterministic in ``seed``: the noise comes from a generator seeded with it, and the dropout weak
     model uses fixed masks seeded with it (one thinned network for the whole run)."""
@@ -138,7 +138,7 @@ def generate_guided(model: nn.Module, tokenizer: Any, n_samples: int, steps: int
     g = torch.Generator(device=dev).manual_seed(int(seed))
     t0 = time.perf_counter()
     out = sample_guided(model, n_samples, length, steps, weight=weight, weak=weak, form=form,
-                        gamma=gamma if model.kind == "fmlm" else 0.0, seed=int(seed), generator=g)
+                        gamma=gamma if model.kind == "fmlm" else 0.0, seed=int(seed), prompt=prompt, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     tokens = out.tokens.cpu()

@@ -87,7 +87,7 @@ class Interpolant(ABC):
 
     # ----------------------------------------------------------------- velocity <-> denoiser
     def velocity_from_denoiser(
-        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], denoised: Float[Tensor, "B L V"]
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, "B *tokens"], denoised: Float[Tensor, "B L V"]
     ) -> Float[Tensor, "B L V"]:
         """b_t(x) = (α'/α)·x + α·ρ'·D_t(x). Singular at t = 1 (α = 0); use the denoiser there."""
         a = self.alpha(t)
@@ -96,7 +96,7 @@ class Interpolant(ABC):
         return c_x * x + c_d * denoised
 
     def denoiser_from_velocity(
-        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], velocity: Float[Tensor, "B L V"]
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, "B *tokens"], velocity: Float[Tensor, "B L V"]
     ) -> Float[Tensor, "B L V"]:
         """D_t(x) = (b_t(x) − (α'/α)·x) / (α·ρ'), the inverse of :meth:`velocity_from_denoiser`."""
         a = self.alpha(t)
@@ -120,8 +120,8 @@ class Interpolant(ABC):
     def flow_map_from_delta(
         self,
         x: Float[Tensor, "B L V"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         delta: Float[Tensor, "B L V"],
     ) -> Float[Tensor, "B L V"]:
         """X_{s,t}(x) = (α_t/α_s)·x + (β_t − α_tβ_s/α_s)·δ_{s,t}(x)."""
@@ -131,8 +131,8 @@ class Interpolant(ABC):
     def delta_from_flow_map(
         self,
         x: Float[Tensor, "B L V"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         flow: Float[Tensor, "B L V"],
     ) -> Float[Tensor, "B L V"]:
         """δ_{s,t}(x) = (X_{s,t}(x) − (α_t/α_s)·x) / (β_t − α_tβ_s/α_s); requires s < t."""

@@ -73,7 +73,8 @@ class FlowModel(nn.Module):
     ) -> SamplerOutput:
         """Generate ``batch`` sequences of ``length`` tokens with ``n_steps`` steps of the model's
         default sampler (FLM: Euler; FMLM: the flow map, ``gamma`` re-noising), or with ``sampler``.
-        The network runs in eval mode (restored afterwards). Returns ``SamplerOutput``."""
+        The network runs in eval mode (restored afterwards). ``prompt``: a :class:`flowlm.Prompt` of
+        ``length`` positions (batch 1 or ``batch``) held clean (t = τ = 1). Returns ``SamplerOutput``."""
         if sampler is None:
             if n_steps is None:
                 raise ValueError("sample needs n_steps (or a sampler)")
@@ -82,6 +83,17 @@ class FlowModel(nn.Module):
             raise ValueError("give either sampler= or n_steps/gamma, not both")
         if length > self.config.max_length:
             raise ValueError(f"length {length} exceeds the model's max_length {self.config.max_length}")
+        if prompt is not None:
+            from flowlm.prompt import Prompt
+
+            if not isinstance(prompt, Prompt):
+                raise TypeError(f"prompt must be a flowlm.Prompt (e.g. Prompt.prefix(ids, length)), got {type(prompt).__name__}")
+            if prompt.length > self.config.max_length:
+                raise ValueError(
+                    f"the prompt has {prompt.length} positions but the model handles at most "
+                    f"{self.config.max_length}; shorten it"
+                )
+            prompt = prompt.validate(self.vocab_size, batch, length).to(self.net.E.device)
         was_training = self.net.training
         self.net.eval()
         try:

@@ -25,6 +25,7 @@ from flowlm.flow import Flow
 from flowlm.interpolants import stratified_uniform
 from flowlm.models.base import FlowModel
 from flowlm.nets import DiTConfig, NetDenoiser, linear_softcap_cross_entropy
+from flowlm.prompt import Prompt, random_clean_mask
 
 __all__ = ["FLM"]
 
@@ -51,18 +52,35 @@ class FLM(FlowModel):
         tokens: Int[Tensor, "B L"],
         mask: Bool[Tensor, "B L"] | None = None,
         generator: torch.Generator | None = None,
+        condition_fraction: float = 0.0,
     ) -> tuple[Tensor, dict[str, Any]]:
-        """FLM loss on a batch of clean token sequences; returns ``(loss, metrics)``."""
+        """FLM loss on a batch of clean token sequences; returns ``(loss, metrics)``.
+
+        ``condition_fraction`` > 0 trains for prompts: that share of the sequences holds a random
+        prefix, suffix or outside-of-a-span clean (:func:`flowlm.prompt.random_clean_mask`), with
+        per-token τ = 1 (t = 1, state = the clean one-hot / E[token]) there, and those positions
+        are left out of the loss. 0 (default) is the plain FLM loss."""
         B = tokens.shape[0]
         dev = tokens.device
         tau = stratified_uniform(B, device=dev, generator=generator)  # [B], model time
-        path = self.flow.noisy(tokens, tau=tau, space=self.space, generator=generator, dtype=self.net.E.dtype)
-        features = self.net(self.denoiser.project(path.xt), tau, return_features=True)  # [B, L, d], τ as drawn
+        metrics: dict[str, Any] = {}
+        if condition_fraction:
+            clean = random_clean_mask(B, tokens.shape[1], condition_fraction, device=dev, generator=generator)
+            tau = torch.where(clean, torch.ones_like(tau)[:, None], tau[:, None])  # [B, L]: τ = 1 where clean
+            path = self.flow.noisy(tokens, tau=tau, space=self.space, generator=generator, dtype=self.net.E.dtype)
+            prompt = Prompt(tokens, clean)
+            xt = prompt.hold(path.xt, prompt.clean_state(self.space, path.xt.dtype))
+            mask = ~clean if mask is None else (mask & ~clean)
+            metrics["clean_fraction"] = clean.float().mean()
+        else:
+            xt = self.flow.noisy(tokens, tau=tau, space=self.space, generator=generator, dtype=self.net.E.dtype).xt
+        features = self.net(self.denoiser.project(xt), tau, return_features=True)  # [B, L, d], τ as drawn
         # = flm_loss(net(h, τ), tokens, mask), without materializing [B, L, V] logits
         loss = linear_softcap_cross_entropy(
             features, self.net.head.weight, self.net.head.bias, tokens, mask, cap=self.config.out_softcap
         )
-        return loss, {"loss": loss.detach()}
+        metrics["loss"] = loss.detach()
+        return loss, metrics
 
     def forward(self, tokens: Int[Tensor, "B L"], mask: Bool[Tensor, "B L"] | None = None) -> Tensor:
         """The scalar FLM loss (so ``FLM`` can be wrapped by data-parallel / compile tools)."""

@@ -51,7 +51,12 @@ class _TimeEmbed(nn.Module):
     def last(self) -> nn.Linear:
         return self.mlp[2]
 
-    def forward(self, tau: Float[Tensor, " B"]) -> Float[Tensor, "B W"]:
+    def forward(self, tau: Float[Tensor, "B *tokens"]) -> Float[Tensor, "B W"]:
+        """emb(τ) ``[B, W]``; per-token times ``[B, L]`` give the mean over positions of emb(τ_l)
+        (equal to emb(τ) when every τ_l = τ; the state itself shows which positions are clean)."""
+        if tau.ndim == 2:
+            B, L = tau.shape
+            return self.mlp(fourier_features(tau.reshape(B * L), self.n_freq)).view(B, L, -1).mean(1)
         return self.mlp(fourier_features(tau, self.n_freq))
 
 
@@ -122,7 +127,7 @@ class MLPDenoiser(_MLPNet, Denoiser):
     """``den(x: [B, L, D], t: [B], tau=None) -> logits [B, L, V]`` (a one-time FLM denoiser)."""
 
     def logits(
-        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         return self._logits(x, self.time_embed(self._tau(t, tau)))  # cond [B, H]
 
@@ -154,11 +159,11 @@ class TwoTimeMLP(_MLPNet, TwoTimeDenoiser):
     def logits(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
     ) -> Float[Tensor, "B L V"]:
         cond = self.time_embed(self._tau(s, tau_s)) + self.time_embed_t(self._tau(t, tau_t))  # [B, H]
         return self._logits(x, cond)

@@ -5,6 +5,7 @@ These are the place where interpolation time ``t`` becomes model time ``τ``, an
 caller does not already hold τ (samplers, distillers and training pass ``tau=`` on):
 
 * :class:`NetDenoiser` — ``den.logits(x, t, tau=None) = net(h, τ)``, τ = ``tau`` or τ(t);
+  times ``[B]`` or ``[B, L]`` (per-token times: per-token adaLN conditioning in the DiT);
 * :class:`NetTwoTimeDenoiser` — ``delta.logits(x, s, t, tau_s=None, tau_t=None) = net(h, τ_s, τ_t)``.
 
 ``x`` is a state of ``space``: the projected state ``h = x @ E`` (``[B, L, d]``) for a
@@ -23,7 +24,7 @@ from __future__ import annotations
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from flowlm._checks import check_batch_times, check_finite
+from flowlm._checks import check_finite, check_times
 from flowlm.denoisers import Denoiser, TwoTimeDenoiser, softmax_probs
 from flowlm.flow import Flow
 from flowlm.interpolants.schedule import TimeSchedule
@@ -76,7 +77,7 @@ class _NetWrapper(nn.Module):
 
     def _taus(self, x: Tensor, times: tuple[Tensor, ...], taus: tuple[Tensor | None, ...]) -> list[Tensor]:
         for name, t in zip("st" if len(times) == 2 else "t", times):
-            check_batch_times(name, t, x.shape[0])
+            check_times(name, t, x.shape[0], x.shape[1])
         check_finite("x", x)
         return [self.schedule.tau_of_t(t) if tau is None else tau for t, tau in zip(times, taus)]
 
@@ -99,7 +100,7 @@ class NetDenoiser(_NetWrapper, Denoiser):
     """``den(x, t, tau=None) = net(h(x), τ)``: a :class:`~flowlm.denoisers.Denoiser` backed by a network."""
 
     def logits(
-        self, x: Float[Tensor, "B L D"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L D"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         return self.net(self.project(x), *self._taus(x, (t,), (tau,)))
 
@@ -109,9 +110,9 @@ class NetDenoiser(_NetWrapper, Denoiser):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        t: Float[Tensor, " B"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau: Float[Tensor, " B"] | None = None,
+        tau: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """D_t(x) through the chunked head (module docstring)."""
@@ -127,11 +128,11 @@ class NetTwoTimeDenoiser(_NetWrapper, TwoTimeDenoiser):
     def logits(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
     ) -> Float[Tensor, "B L V"]:
         return self.net(self.project(x), *self._taus(x, (s, t), (tau_s, tau_t)))
 
@@ -143,11 +144,11 @@ class NetTwoTimeDenoiser(_NetWrapper, TwoTimeDenoiser):
     def probs(
         self,
         x: Float[Tensor, "B L D"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
-        tau_s: Float[Tensor, " B"] | None = None,
-        tau_t: Float[Tensor, " B"] | None = None,
+        tau_s: Float[Tensor, "B *tokens"] | None = None,
+        tau_t: Float[Tensor, "B *tokens"] | None = None,
         space: StateSpace | None = None,
     ) -> Float[Tensor, "B L K"]:
         """δ̂_{s,t}(x) through the chunked head (module docstring)."""

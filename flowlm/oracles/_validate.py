@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from flowlm._checks import check_batch_times, check_finite, check_state, check_token_ids
+from flowlm._checks import check_finite, check_state, check_times, check_token_ids
 
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("flowlm_oracle_inputs_trusted", default=False)
@@ -29,7 +29,7 @@ def trusted_inputs() -> Iterator[None]:
 
 @typing.no_type_check  # called on every oracle evaluation
 def check_call(name: str, x: Tensor, t: Tensor, vocab_size: int, length: int | None = None) -> None:
-    """``x: [B, L, V]`` finite with V = ``vocab_size`` (and L = ``length``), ``t: [B]`` in [0, 1]."""
+    """``x: [B, L, V]`` finite with V = ``vocab_size`` (and L = ``length``), ``t: [B]`` or ``[B, L]`` in [0, 1]."""
     if _TRUSTED.get():
         return
     check_state(f"{name}: x", x, vocab_size)
@@ -38,7 +38,7 @@ def check_call(name: str, x: Tensor, t: Tensor, vocab_size: int, length: int | N
             f"{name}: x has sequence length {x.shape[1]} but the data law has length {length}; "
             "oracles are defined for one fixed length"
         )
-    check_batch_times(f"{name}: t", t, x.shape[0])
+    check_times(f"{name}: t", t, x.shape[0], x.shape[1])
 
 
 def check_probability_vector(name: str, p: Tensor, atol: float = 1e-6) -> None:

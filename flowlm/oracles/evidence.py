@@ -38,7 +38,7 @@ def log_floor(dtype: torch.dtype) -> float:
 
 
 @typing.no_type_check  # hot path: called per ODE evaluation
-def evidence_scale(interpolant: Interpolant, t: Float[Tensor, " B"]) -> Float[Tensor, " B"]:
+def evidence_scale(interpolant: Interpolant, t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """κ(t) = β/α², capped at 1/eps(dtype) (the cap is reached at and just below t = 1)."""
     a, b = interpolant.alpha(t), interpolant.beta(t)
     cap = 1.0 / torch.finfo(t.dtype).eps
@@ -47,10 +47,11 @@ def evidence_scale(interpolant: Interpolant, t: Float[Tensor, " B"]) -> Float[Te
 
 @typing.no_type_check  # hot path: called per ODE evaluation
 def tempered_scores(
-    scores: Float[Tensor, "B *rest K"], scale: Float[Tensor, " B"]
+    scores: Float[Tensor, "B *rest K"], scale: Float[Tensor, "B *scale"]
 ) -> Float[Tensor, "B *rest K"]:
     """κ·(score − max score) over the last axis, clamped below at 3·log_floor (a value whose
-    softmax weight against the best candidate is exactly 0 in the dtype): finite, ≤ 0."""
+    softmax weight against the best candidate is exactly 0 in the dtype): finite, ≤ 0. ``scale`` is
+    ``[B]`` or a prefix of the score's leading axes (``[B, L]`` per-token scales for ``[B, L, V]`` scores)."""
     shifted = scores - scores.amax(dim=-1, keepdim=True)  # [..., K], <= 0
-    kappa = scale.reshape(scale.shape + (1,) * (scores.ndim - 1))
+    kappa = scale.reshape(scale.shape + (1,) * (scores.ndim - scale.ndim))
     return (kappa * shifted).clamp(min=3.0 * log_floor(scores.dtype))

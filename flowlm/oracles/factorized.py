@@ -27,8 +27,10 @@ __all__ = ["FactorizedCategorical"]
 class FactorizedCategorical(Denoiser):
     """Exact Denoiser for independent per-position categoricals ``probs: [L, V]``.
 
-    ``den(x: [B, L, V], t: [B]) -> logits [B, L, V]``, computed in the dtype of ``x``, for the
-    given interpolant (required: the posterior depends on α and β).
+    ``den(x: [B, L, V], t: [B] or [B, L]) -> logits [B, L, V]``, computed in the dtype of ``x``, for the
+    given interpolant (required: the posterior depends on α and β). Per-token times: κ(t_l) per
+    position; a clean position (t_l = 1) puts all its mass on argmax_v x^l_v (positions are
+    independent, so a clean token does not change the others' law).
 
     >>> import torch
     >>> from flowlm.interpolants import Linear
@@ -57,12 +59,12 @@ class FactorizedCategorical(Denoiser):
         self.length, self.vocab_size = probs.shape
 
     def logits(
-        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         """Logits ``log p + κ(t)·(x − max_v x)`` with κ = β/α² (capped; see module docstring)."""
         check_call("FactorizedCategorical", x, t, self.vocab_size, self.length)
         log_p = self.marginals.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [L, V], >= log_floor
-        kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B]
+        kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B] or [B, L]
         return log_p + tempered_scores(x, kappa)  # [B, L, V]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Int[Tensor, "n L"]:

@@ -22,7 +22,7 @@ from torch import Tensor
 from flowlm.denoisers import Denoiser
 from flowlm.interpolants.base import Interpolant
 from flowlm.oracles._validate import check_call, check_tokens
-from flowlm.oracles.evidence import evidence_scale, tempered_scores
+from flowlm.oracles.evidence import evidence_scale, log_floor, tempered_scores
 
 __all__ = ["FiniteSequences"]
 
@@ -31,7 +31,9 @@ class FiniteSequences(Denoiser):
     """Exact Denoiser for a law on K sequences ``sequences: [K, L]`` with weights ``[K]``
     (``None`` = uniform; normalized internally; duplicates add up).
 
-    ``den(x: [B, L, V], t: [B]) -> logits [B, L, V]``, computed in the dtype of ``x``.
+    ``den(x: [B, L, V], t: [B] or [B, L]) -> logits [B, L, V]``, computed in the dtype of ``x``.
+    Per-token times: a position with ``t = 1`` is clean, a hard constraint on the posterior
+    (:meth:`posterior`), so prompted sampling with this oracle draws the exact conditional law.
     """
 
     def __init__(
@@ -73,18 +75,37 @@ class FiniteSequences(Denoiser):
         """The normalized weights w_k."""
         return self.weights
 
-    def posterior(self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"]) -> Float[Tensor, "B K"]:
-        """π_k(x, t) = softmax_k(log w_k + κ Σ_l x^l_{k_l})."""
+    def posterior(self, x: Float[Tensor, "B L V"], t: Float[Tensor, "B *tokens"]) -> Float[Tensor, "B K"]:
+        """π_k(x, t) = softmax_k(log w_k + κ Σ_l x^l_{k_l}); for per-token times ``[B, L]``
+        softmax_k(log w_k + Σ_l κ(t_l) x^l_{k_l}) over the sequences that agree with the clean
+        positions (t_l = 1), see :meth:`_per_token_scores`."""
         check_call("FiniteSequences", x, t, self.vocab_size, self.length)
         seqs = self.sequences.to(x.device)
         pos = torch.arange(self.length, device=x.device)
-        scores = x[:, pos, seqs].sum(-1)  # [B, K]: Σ_l x[b, l, seq_k[l]]
         log_w = self.weights.to(x).clamp_min(torch.finfo(x.dtype).tiny).log()  # [K]
+        if t.ndim == 2:
+            return torch.softmax(log_w + self._per_token_scores(x, t, seqs, pos), dim=-1)  # [B, K]
+        scores = x[:, pos, seqs].sum(-1)  # [B, K]: Σ_l x[b, l, seq_k[l]]
         kappa = evidence_scale(self.interpolant, t.to(x.dtype))  # [B]
         return torch.softmax(log_w + tempered_scores(scores, kappa), dim=-1)  # [B, K]
 
+    def _per_token_scores(self, x: Tensor, t: Tensor, seqs: Tensor, pos: Tensor) -> Tensor:
+        r"""Scores ``[B, K]`` for per-token times ``t: [B, L]``:
+        :math:`\sum_{l:\,t_l<1}\kappa(t_l)\,(x^l_{k_l} - \max_v x^l_v)` (softmax-invariant shift per
+        position), and a clean position (:math:`t_l = 1`) is a hard constraint: a sequence whose
+        token there is not :math:`\arg\max_v x^l_v` gets weight exactly 0 (a score far below the
+        floor of every admissible one), so the posterior is the law restricted to the sequences
+        that agree with the clean tokens."""
+        floor = log_floor(x.dtype)
+        clean = t >= 1.0  # [B, L]
+        kappa = torch.where(clean, torch.zeros_like(t), evidence_scale(self.interpolant, t.to(x.dtype))).to(x.dtype)
+        shifted = x[:, pos, seqs] - x.amax(-1)[:, None, :]  # [B, K, L], <= 0
+        scores = (kappa[:, None, :] * shifted).sum(-1).clamp(min=3.0 * floor)  # [B, K]
+        mismatch = (clean[:, None, :] & (shifted < 0)).any(-1)  # [B, K]
+        return torch.where(mismatch, torch.full_like(scores, 8.0 * floor), scores)
+
     def logits(
-        self, x: Float[Tensor, "B L V"], t: Float[Tensor, " B"], *, tau: Float[Tensor, " B"] | None = None
+        self, x: Float[Tensor, "B L V"], t: Float[Tensor, "B *tokens"], *, tau: Float[Tensor, "B *tokens"] | None = None
     ) -> Float[Tensor, "B L V"]:
         """Logits log D_t(x), D = Σ_k π_k onehot(k), floored at log(tiny)."""
         post = self.posterior(x, t)  # [B, K]

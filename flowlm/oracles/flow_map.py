@@ -37,7 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 from torchdiffeq import odeint
 
-from flowlm._checks import check_batch_times, check_state
+from flowlm._checks import check_state, check_times
 from flowlm.denoisers import Denoiser, TwoTimeDenoiser
 from flowlm.flow import same_interpolant
 from flowlm.interpolants.base import Interpolant, expand_time
@@ -63,6 +63,10 @@ __all__ = ["ExactFlowMap", "ExactTwoTimeDenoiser"]
 
 class ExactFlowMap:
     """``X(x: [B, L, V], s: [B], t: [B]) -> X_{s,t}(x)`` for 0 ≤ s ≤ t ≤ 1 (t = 1 allowed).
+
+    Per-token times ``s, t: [B, L]``: positions with s = t = 1 are clean (held, and a hard
+    constraint on the denoiser, so the flow is the conditional flow); the other positions of a
+    row share the row's (s, t).
 
     Integrates in ``dtype`` (float64 by default) with ``torchdiffeq.odeint(method, rtol, atol)``;
     the result is returned in the dtype of ``x``. ``interpolant`` defaults to the denoiser's own
@@ -93,29 +97,59 @@ class ExactFlowMap:
         self.nfe = 0
 
     def __call__(
-        self, x: Float[Tensor, "B L V"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+        self, x: Float[Tensor, "B L V"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"]
     ) -> Float[Tensor, "B L V"]:
         return self.solve(x, s, t)[0]
 
     def solve(
-        self, x: Float[Tensor, "B L V"], s: Float[Tensor, " B"], t: Float[Tensor, " B"]
+        self, x: Float[Tensor, "B L V"], s: Float[Tensor, "B *tokens"], t: Float[Tensor, "B *tokens"]
     ) -> tuple[Float[Tensor, "B L V"], Float[Tensor, "B L V"]]:
         """(X_{s,t}(x), δ_{s,t}(x)), both from one integration (see the module docstring)."""
         check_state("ExactFlowMap: x", x, self.vocab_size)
-        check_batch_times("ExactFlowMap: s", s, x.shape[0])
-        check_batch_times("ExactFlowMap: t", t, x.shape[0])
+        check_times("ExactFlowMap: s", s, x.shape[0], x.shape[1])
+        check_times("ExactFlowMap: t", t, x.shape[0], x.shape[1])
+        if s.shape != t.shape:
+            raise ValueError(f"ExactFlowMap: s and t must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
         if bool((s > t).any()):
             raise ValueError("ExactFlowMap needs s <= t for every sequence (the flow runs from noise to data)")
         out_dtype = x.dtype
         x, s, t = x.to(self.dtype), s.to(self.dtype), t.to(self.dtype)
+        denoiser, clean = self.denoiser, None
+        if s.ndim == 2:
+            s, t, denoiser, clean = self._per_token(x, s, t)
         with trusted_inputs():  # validated above; skip the oracles' per-evaluation checks
-            X, delta = self._solve(x, s, t)
+            X, delta = self._solve(x, s, t, denoiser)
+        if clean is not None:  # a clean position keeps its state; δ there is its one-hot (= D_1)
+            X = torch.where(clean[..., None], x, X)
+            delta = torch.where(clean[..., None], denoiser.clean, delta)
         return X.to(out_dtype), delta.to(out_dtype)
 
+    def _per_token(self, x: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Denoiser, Tensor]:
+        """Per-token times ``[B, L]``: positions with s = 1 (hence t = 1) are clean, held at the
+        argmax of ``x``, and the denoiser sees them at t = 1 (a hard constraint); every other
+        position of a row must share the row's (s, t), which the flow then integrates."""
+        from flowlm.prompt import Prompt, PromptedDenoiser
+        from flowlm.states import OneHotSpace
+
+        clean = s >= 1.0  # [B, L]
+        inf = torch.full_like(s, math.inf)
+        s_row, t_row = torch.where(clean, inf, s).amin(1), torch.where(clean, inf, t).amin(1)  # [B]
+        s_hi, t_hi = torch.where(clean, -inf, s).amax(1), torch.where(clean, -inf, t).amax(1)
+        free = ~clean.all(1)
+        if bool(((s_row != s_hi) | (t_row != t_hi))[free].any()):
+            raise NotImplementedError(
+                "ExactFlowMap integrates one (s, t) per sequence: per-token times must be 1 at clean positions "
+                "and equal to the sequence's (s, t) everywhere else"
+            )
+        zero = torch.zeros_like(s_row)
+        s_row, t_row = torch.where(free, s_row, zero), torch.where(free, t_row, zero)  # all-clean rows: no flow
+        prompt = Prompt(x.argmax(-1), clean)
+        return s_row, t_row, PromptedDenoiser(self.denoiser, prompt, OneHotSpace(self.vocab_size), x.dtype), clean
+
     @typing.no_type_check
-    def _solve(self, x: Tensor, s: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def _solve(self, x: Tensor, s: Tensor, t: Tensor, denoiser: Denoiser) -> tuple[Tensor, Tensor]:
         it = self.interpolant
-        flow = LogSNRFlow(self.denoiser, it)
+        flow = LogSNRFlow(denoiser, it)
         same = s == t  # [B]
         nu_s, nu_t = nu_of_t(it, s), nu_of_t(it, t)  # [B], inf at 1
         nu_cut = torch.full_like(nu_s, math.log1p(self.rho_max))
@@ -146,7 +180,7 @@ class ExactFlowMap:
         x_e, A = expand_time(flow.scale(u_e), x) * zs[-1], avgs[-1]  # [B, L, V]
         if bool(beyond.any()):
             u_c = torch.where(beyond, u_c, torch.zeros_like(u_c))
-            d_c = self.denoiser.probs(x_e, u_c)  # [B, L, V]
+            d_c = denoiser.probs(x_e, u_c)  # [B, L, V]
             flow.nfe += 1
             c_x, c_d = it.flow_map_coefficients(u_c, t)
             w = it.semigroup_weight(s, u_c, torch.where(beyond, t, torch.ones_like(t)))
@@ -184,8 +218,8 @@ class ExactTwoTimeDenoiser(TwoTimeDenoiser):
     def probs(
         self,
         x: Float[Tensor, "B L V"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
         tau_s: Tensor | None = None,
         tau_t: Tensor | None = None,
@@ -198,8 +232,8 @@ class ExactTwoTimeDenoiser(TwoTimeDenoiser):
     def logits(
         self,
         x: Float[Tensor, "B L V"],
-        s: Float[Tensor, " B"],
-        t: Float[Tensor, " B"],
+        s: Float[Tensor, "B *tokens"],
+        t: Float[Tensor, "B *tokens"],
         *,
         tau_s: Tensor | None = None,
         tau_t: Tensor | None = None,

@@ -13,7 +13,9 @@ Every sampler is called the same way::
 * ``space``: a :class:`~flowlm.states.StateSpace` (default: the one-hot space of the model's
   vocabulary); every model output enters the state update through ``space.embed``, so the same
   code runs on projected states ``h = x @ E``;
-* ``prompt``: per-token clean positions (issue 13; not implemented yet).
+* ``prompt``: a :class:`flowlm.Prompt` (``tokens [B, L]``, ``mask [B, L]``): masked positions are
+  held clean (t = τ = 1, clean state re-imposed at every model call; :mod:`flowlm.prompt`), and
+  the returned probabilities and tokens equal the prompt there. Every sampler supports it.
 
 and returns ``SamplerOutput(probs, tokens, nfe, times, trajectory)``. Each sampler declares its
 ``order``: the measured convergence order of ``probs`` in the τ step ``1/N`` against an exact
@@ -115,8 +117,6 @@ class Sampler(ABC):
         return_trajectory: bool = False,
         generator: torch.Generator | None = None,
     ) -> SamplerOutput:
-        if prompt is not None:
-            raise NotImplementedError("prompt= (per-token times, clean positions held fixed) arrives with issue 13")
         if not isinstance(flow, Flow):
             raise TypeError(
                 f"{type(self).__name__} takes a flowlm.Flow as its second argument (e.g. "
@@ -131,10 +131,39 @@ class Sampler(ABC):
         space = _resolve_space(model_fn, flow, space)
         _check_initial_state(x0, model_fn.vocab_size, space)
         traj: list[Tensor] | None = [] if return_trajectory else None
+        if prompt is not None:
+            return self._run_prompted(model_fn, flow, x0, space, prompt, traj, generator)
         with torch.no_grad():
             out = self.run(model_fn, flow, x0, space, traj, generator)
         out.nfe *= int(getattr(model_fn, "calls_per_eval", 1))  # e.g. 2 for autoguidance
         if not return_trajectory:
+            out.times = None
+        return out
+
+    def _run_prompted(
+        self, model_fn: Any, flow: Flow, x0: Tensor, space: StateSpace, prompt: Any,
+        traj: list[Tensor] | None, generator: torch.Generator | None,
+    ) -> SamplerOutput:
+        """Sampling with clean positions (:mod:`flowlm.prompt`): the model sees the clean state and
+        t = τ = 1 at the masked positions; the states, probabilities and tokens returned hold the prompt."""
+        from flowlm.prompt import Prompt, prompted
+
+        if not isinstance(prompt, Prompt):
+            raise TypeError(
+                f"prompt must be a flowlm.Prompt (e.g. Prompt.prefix(tokens, length)), got {type(prompt).__name__}"
+            )
+        B, L = x0.shape[0], x0.shape[1]
+        prompt = prompt.validate(model_fn.vocab_size, B, L).to(x0.device)
+        wrapped = prompted(model_fn, prompt, space, x0.dtype)
+        x0 = prompt.hold(x0, wrapped.clean)
+        with torch.no_grad():
+            out = self.run(wrapped, flow, x0, space, traj, generator)
+        one_hot = torch.nn.functional.one_hot(prompt.tokens, model_fn.vocab_size).to(out.probs.dtype)
+        out.probs = torch.where(prompt.mask[..., None], one_hot, out.probs)
+        out.tokens = torch.where(prompt.mask, prompt.tokens, out.tokens)
+        if out.trajectory is not None:
+            out.trajectory = [prompt.hold(x, wrapped.clean) for x in out.trajectory]
+        else:
             out.times = None
         return out
 
