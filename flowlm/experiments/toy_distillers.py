@@ -47,6 +47,8 @@ from flowlm._plotting import pyplot
 from flowlm.denoisers import Denoiser
 from flowlm.flow import Flow
 from flowlm.flowmaps import DISTILLERS, Distiller, FlowMapSampler, JVPBackend, TimePairSampler, residual_report
+from flowlm.oracles.tv import all_sequences
+from flowlm.oracles.tv import total_variation_to_probs as total_variation  # (tokens, law_probs, V)
 from flowlm.samplers import EulerSampler
 from flowlm.states import OneHotSpace
 from flowlm.training.ema import EMA
@@ -197,23 +199,6 @@ class DistillerComparison:
         fig.tight_layout()
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
         plt.close(fig)
-
-
-def all_sequences(vocab_size: int, length: int, device: torch.device | str | None = None) -> Tensor:
-    """All V^L token sequences ``[V^L, L]`` in lexicographic order (index = Σ_l tok_l·V^(L−1−l))."""
-    grids = torch.meshgrid(*[torch.arange(vocab_size, device=device)] * length, indexing="ij")
-    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
-
-
-def _sequence_index(tokens: Tensor, vocab_size: int) -> Tensor:
-    weights = vocab_size ** torch.arange(tokens.shape[1] - 1, -1, -1, device=tokens.device)  # [L]
-    return (tokens.long() * weights).sum(-1)
-
-
-def total_variation(tokens: Tensor, law_probs: Tensor, vocab_size: int) -> float:
-    """½ Σ_x |p̂(x) − p(x)| with p̂ the empirical law of ``tokens [n, L]``; ``law_probs [V^L]``."""
-    counts = torch.bincount(_sequence_index(tokens, vocab_size), minlength=law_probs.numel()).to(torch.float64)
-    return 0.5 * float((counts / counts.sum() - law_probs.to(counts)).abs().sum())
 
 
 def _law_probs(law: Any, vocab_size: int, length: int, device: torch.device | str) -> Tensor:

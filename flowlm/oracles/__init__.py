@@ -10,7 +10,7 @@ from flowlm.oracles.evidence import evidence_scale, log_floor, tempered_scores
 from flowlm.oracles.factorized import FactorizedCategorical
 from flowlm.oracles.finite_set import FiniteSequences
 from flowlm.oracles.flow_map import ExactFlowMap, ExactTwoTimeDenoiser
-from flowlm.oracles.tv import total_variation
+from flowlm.oracles.tv import all_sequences, total_variation, total_variation_to_probs
 
 __all__ = [
     "FactorizedCategorical",
@@ -21,4 +21,6 @@ __all__ = [
     "log_floor",
     "tempered_scores",
     "total_variation",
+    "total_variation_to_probs",
+    "all_sequences",
 ]
