@@ -118,6 +118,19 @@ class Flow:
         """τ = t (no schedule); for toy networks and ablations."""
         return cls(interpolant, IdentitySchedule(), vocab_size)
 
+    @classmethod
+    def from_names(cls, interpolant: str, schedule: str, vocab_size: int) -> "Flow":
+        """The flow a run config names: ``interpolant`` from :data:`flowlm.interpolants.INTERPOLANTS`,
+        ``schedule`` ``"decoding_error"`` (τ = decoding-error time, the paper's) or ``"uniform"`` (τ = t)."""
+        from flowlm.interpolants import interpolant_from_name
+
+        path = interpolant_from_name(interpolant)
+        if schedule == "decoding_error":
+            return cls.decoding_error(path, vocab_size)
+        if schedule == "uniform":
+            return cls.identity(path, vocab_size)
+        raise ValueError(f"unknown schedule {schedule!r}; choose decoding_error or uniform")
+
     # ------------------------------------------------------------------ times
     def tau_of_t(self, t: Tensor) -> Tensor:
         """τ(t) (any shape)."""

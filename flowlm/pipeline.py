@@ -269,11 +269,21 @@ def build_model(cfg: RunConfig, vocab_size: int, kind: str | None = None) -> nn.
     """A fresh model of ``kind`` (default ``cfg.model.kind``: flm | ar | mdlm; or fmlm) for ``vocab_size``."""
     from flowlm.models import AR, FLM, FMLM, MDLM
 
+    from flowlm.flow import Flow
+
     kind = kind or cfg.model.kind
+    if kind in ("flm", "fmlm"):
+        try:  # model.interpolant / model.schedule: the paper's flow by default
+            flow = Flow.from_names(cfg.model.interpolant, cfg.model.schedule, vocab_size)
+        except ValueError as e:
+            raise RunError(f"model.interpolant / model.schedule: {e}") from None
     if kind == "flm":
-        return FLM(cfg.dit_config(vocab_size), projected=cfg.model.projected)
+        return FLM(cfg.dit_config(vocab_size), flow, projected=cfg.model.projected, loss=cfg.model.loss)
     if kind == "fmlm":
-        return FMLM(cfg.dit_config(vocab_size, two_time=True), projected=cfg.model.projected)
+        if cfg.model.loss == "velocity_mse":
+            raise RunError("a velocity-parametrized FLM (model.loss=velocity_mse) cannot be distilled into an FMLM: "
+                           "its denoiser is not a probability on the simplex; distill a ce or mse FLM")
+        return FMLM(cfg.dit_config(vocab_size, two_time=True), flow, projected=cfg.model.projected)
     if kind == "ar":
         return AR(cfg.dit_config(vocab_size))
     if kind == "mdlm":

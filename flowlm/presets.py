@@ -57,6 +57,8 @@ INTERMEDIATES = ("tau_midpoint", "t_midpoint", "uniform")  # = flowmaps.time_pai
 EULERIAN_TARGETS = ("bounded", "paper")
 BOUNDARY_POLICIES = ("cap", "hold", "drop")  # = flowlm.flowmaps.eulerian.BOUNDARY_POLICIES
 TEACHERS = ("flm", "self")
+SCHEDULES = ("decoding_error", "uniform")  # = flowlm.Flow.from_names
+FLM_LOSSES = ("ce", "mse", "velocity_mse")  # = flowlm.models.flm.FLM_LOSSES
 STUDENT_INITS = ("teacher", "scratch")
 
 
@@ -106,9 +108,22 @@ class ModelConfig:
     out_softcap: float = 30.0  # 0 = off
     attention: str = "auto"
     projected: bool = True  # FLM / FMLM: the projected (V-dimensional) state space
+    interpolant: str = "linear"  # FLM / FMLM: a flowlm.interpolants.INTERPOLANTS name (linear | cosine | quadratic)
+    schedule: str = "decoding_error"  # FLM / FMLM: model time τ = decoding-error time, or uniform (τ = t)
+    loss: str = "ce"  # FLM: ce (denoiser + CE) | mse (denoiser + MSE on the simplex) | velocity_mse (velocity + MSE)
 
     def problems(self) -> list[str]:
         p = _problems_choice(self, "kind", MODEL_KINDS, "model")
+        p += _problems_choice(self, "schedule", SCHEDULES, "model")
+        p += _problems_choice(self, "loss", FLM_LOSSES, "model")
+        if not isinstance(self.interpolant, str) or not self.interpolant:
+            p.append(f"model.interpolant must be an interpolant name (got {self.interpolant!r})")
+        if self.kind in ("ar", "mdlm"):
+            odd = [f"model.{n}={getattr(self, n)!r}" for n, d in (("interpolant", "linear"), ("schedule", "decoding_error"),
+                                                                  ("loss", "ce")) if getattr(self, n) != d]
+            if odd:
+                p.append(f"{', '.join(odd)}: the interpolant, schedule and loss are FLM options; a {self.kind} "
+                         "model has none (leave them at their defaults)")
         p += _problems_positive(self, ("depth", "width", "heads", "mlp_ratio", "cond"), "model")
         if not 0.0 <= self.dropout < 1.0:
             p.append(f"model.dropout must be in [0, 1) (got {self.dropout})")

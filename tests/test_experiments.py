@@ -41,8 +41,15 @@ def test_suite_plans_follow_the_config():
     assert kinds == {"flm": "flm", "ar": "ar", "mdlm": "mdlm"}
     ar = next(w for w in b.sweeps if w.stage == "ar")
     assert ar.steps == (None,) and ar.temperatures == (0.5, 1.0)
+    assert [s.name for s in b.stages] == ["flm", "semigroup", "ar", "mdlm"]  # the FMLM stage is named by its method
     a = build_suite("ablations", cfg)
-    assert a.stage("fmlm-self").changes == {"distill.teacher": "self"} and len(a.unavailable) == 3
+    assert a.stage("semigroup-self").changes["distill.teacher"] == "self" and not a.unavailable
+    assert a.stage("flm-mse").changes["model.loss"] == "mse"
+    assert a.stage("flm-velocity-mse").changes["model.loss"] == "velocity_mse"
+    assert a.stage("flm-uniform-time").changes["model.schedule"] == "uniform"
+    assert {a.stage(n).changes["model.interpolant"] for n in ("flm-cosine", "flm-quadratic")} == {"cosine", "quadratic"}
+    for st in a.stages:  # every variant is a valid run config
+        cfg.updated(st.changes).validate()
     only = build_suite("distillers", cfg, ["lagrangian"])
     assert [s.name for s in only.stages] == ["flm", "lagrangian"]  # the teacher comes along
 
@@ -85,7 +92,7 @@ def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
         assert r.gen_ppl > 0 and r.entropy >= 0
     kinds = {s.name: s.kind for s in res.stages}
     if suite == "baselines":
-        assert kinds == {"flm": "flm", "fmlm": "fmlm", "ar": "ar", "mdlm": "mdlm"}
+        assert kinds == {"flm": "flm", "semigroup": "fmlm", "ar": "ar", "mdlm": "mdlm"}
         ar = [r for r in res.rows if r.variant == "ar"]
         assert {r.temperature for r in ar} == {0.8, 1.0} and all(r.nfe == 32 for r in ar)  # one call per token
     if suite == "distillers":
@@ -94,16 +101,51 @@ def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
     md = (report / "results.md").read_text()
     assert "| variant | method |" in md and (report / "genppl_entropy.png").stat().st_size > 0
     assert "**sample 0**" in (report / "samples.md").read_text()
-    data = json.loads((report / "results.json").read_text())
+    data = json.loads((report / "results.json").read_text())["suites"][suite]
     assert data["suite"] == suite and len(data["rows"]) == expected
     if suite == "ablations":
-        assert "Not run" in md and "interpolant" in md
+        assert "flm-velocity-mse" in md and "flm-uniform-time" in md and "Not run" not in md
     # an interrupted / repeated run skips finished stages and evaluations
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")} | \
              {p: p.stat().st_mtime_ns for p in (out / "seed0" / "records").glob("*.json")}
     again = run_suite(suite, cfg, out=out, data=corpus, evaluator=evaluator, progress=False, log=lambda m: None)
     assert [r.gen_ppl for r in again.rows] == [r.gen_ppl for r in res.rows]
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+@pytest.mark.slow
+def test_suites_in_one_folder_share_stages_and_one_report(corpus, evaluator, tmp_path):
+    """distillers then baselines into one --out: the FLM teacher and the semigroup FMLM train once, the report
+    holds both tables, and the estimate counts only what is left."""
+    from flowlm.experiments import run_suite
+    from flowlm.experiments.estimate import estimate_suite
+
+    cfg = preset("tiny", device="cpu").updated({"train.steps": 4, "distill.steps": 2, "eval.n_samples": 2,
+                                                 "eval.steps": "2"})
+    out = tmp_path / "exp"
+    fresh = estimate_suite(build_suite("baselines", cfg, ["semigroup"]), cfg, [0], out, 2)
+    assert fresh.stages_left == 2 and fresh.train_seconds > 0 and fresh.evals_left == 5  # flm 1 + fmlm 4
+    run_suite("distillers", cfg, out=out, data=corpus, evaluator=evaluator, variants=["semigroup"], progress=False,
+              log=lambda m: None)
+    ckpts = {p: p.stat().st_mtime_ns for p in out.rglob("*.safetensors")}
+    left = estimate_suite(build_suite("baselines", cfg, ["semigroup"]), cfg, [0], out, 2)
+    assert left.stages_left == 0 and left.train_seconds == 0 and left.evals_left == 0
+    logs: list[str] = []
+    run_suite("baselines", cfg, out=out, data=corpus, evaluator=evaluator, variants=["semigroup"], progress=False,
+              log=logs.append)
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == ckpts  # nothing retrained
+    assert sum("already trained" in m for m in logs) == 2 and any("estimated run time" in m for m in logs)
+    md = (out / "report" / "results.md").read_text()
+    assert "## distillers" in md and "## baselines" in md and (out / "report" / "genppl_entropy_baselines.png").is_file()
+    assert set(json.loads((out / "report" / "results.json").read_text())["suites"]) == {"distillers", "baselines"}
+
+
+def test_cli_dry_run_prints_the_plan_and_an_estimate(tmp_path, capsys):
+    code = main(["experiment", "ablations", "--preset", "tiny", "--dry-run", "--out", str(tmp_path / "x"),
+                 "--set", "train.steps=3", "--set", "distill.steps=2", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0 and "flm-velocity-mse: train" in out and "estimated run time" in out
+    assert not (tmp_path / "x").exists()  # nothing was run
 
 
 @pytest.mark.slow

@@ -17,8 +17,11 @@ examples:
 
 Suites: distillers (FLM teacher; semigroup, Lagrangian, Eulerian bounded, Eulerian paper target;
 FMLM at 1/2/4/8 steps; residuals), baselines (FLM + FMLM vs AR vs MDLM on the same DiT), ablations
-(soft-cap on/off, teacher vs self-distillation). Every stage is a run folder under OUT/seedN/ and
-is skipped when finished; the report is OUT/report/results.md, results.json, genppl_entropy.png.
+(CE vs MSE vs velocity-MSE, decoding-error vs uniform time, soft-cap on/off, Linear vs Cosine vs
+Quadratic, teacher vs self-distillation). Every stage is a run folder under OUT/seedN/ and is skipped
+when finished; suites run into one OUT share stages of the same name (the FLM teacher, the semigroup
+FMLM) and one report: OUT/report/results.md (a table per suite), results.json, genppl_entropy*.png.
+An estimate of the run time prints first (--dry-run: only the plan and the estimate).
 """
 
 
@@ -41,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n-samples", type=positive_int, default=None, help="samples per evaluation (default: eval.n_samples)")
     p.add_argument("--evaluator", default=None, help="Gen PPL evaluator (default: smollm2-135m, offline)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the preset's)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and the run-time estimate (a timed step of each stage), then stop")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar (default: on)")
     add_data_arg(p)
     p.set_defaults(func=run)
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device:
         cfg = cfg.replace(device=args.device)
     out = args.out or f"runs/experiment-{args.suite}-{args.preset}"
+    if args.dry_run:
+        return _dry_run(args, cfg, out)
     try:
         result = run_suite(args.suite, cfg, out=out, data=args.data, seeds=args.seeds, variants=args.variants,
                            evaluator=args.evaluator, n_samples=args.n_samples, progress=args.progress)
@@ -67,4 +74,25 @@ def run(args: argparse.Namespace) -> int:
     print(format_suite_table(result))
     print(f"\nreport: {result.report} (+ results.json, genppl_entropy.png); "
           f"total {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, cfg, out: str) -> int:
+    from flowlm._io import resolve_device
+    from flowlm.experiments.estimate import estimate_suite
+    from flowlm.experiments.suites import ExperimentError, build_suite
+
+    try:
+        suite = build_suite(args.suite, cfg, args.variants)
+    except ExperimentError as e:
+        print(f"flowlm experiment: error: {e}", file=sys.stderr)
+        return 2
+    for stage in suite.stages:
+        src = f" from {stage.teacher}" if stage.teacher else ""
+        print(f"{stage.name}: {stage.kind}{src} {stage.changes}")
+    n = args.n_samples or cfg.eval.n_samples
+    est = estimate_suite(suite, cfg, [int(s) for s in args.seeds], out, n, device=resolve_device(cfg.device))
+    for name, sec in est.step_seconds.items():
+        print(f"  {name}: {sec * 1e3:.0f} ms per optimizer step")
+    print(est.describe())
     return 0

@@ -5,7 +5,9 @@ Layout of ``out``::
     seed0/<stage>/      one run folder per stage (flowlm.pipeline: train_model / distill_fmlm)
     seed0/stage.json    finished stages: config, checkpoint hash, training wall time
     seed0/records/      one EvalRecord per (stage, steps, temperature)
-    report/             results.md, results.json, genppl_entropy.png, samples.md
+    report/             results.md (one table per suite run into this folder), results.json,
+                        genppl_entropy.png (every suite's curves), genppl_entropy_<suite>.png,
+                        samples.md, suites/<suite>.json
 
 Every stage and evaluation is resumable: a finished stage (same config, same checkpoint hash) is
 skipped, an interrupted one resumes from its last checkpoint, and an evaluation whose record
@@ -26,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from flowlm._io import atomic_write_json, atomic_write_text, resolve_device
-from flowlm.experiments.suites import ExperimentError, Stage, build_suite
+from flowlm.experiments.suites import SUITES, ExperimentError, Stage, build_suite
 
-__all__ = ["StageResult", "ResultRow", "SummaryRow", "SuiteResult", "run_suite", "write_suite_report", "summarize"]
+SUITE_ORDER = tuple(SUITES)
+
+__all__ = ["StageResult", "ResultRow", "SummaryRow", "SuiteResult", "run_suite", "write_suite_report", "load_suite_result",
+           "summarize"]
 
 
 @dataclass
@@ -215,12 +220,14 @@ def run_suite(
     n_samples: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    estimate: bool = True,
 ) -> SuiteResult:
     """Run (or resume) suite ``name`` at run config ``cfg`` for each seed; write the report; return the results.
 
     ``evaluator``: an :class:`~flowlm.evaluation.Evaluator`, a name for
     :func:`~flowlm.evaluation.load_evaluator`, or None (the default, offline). ``n_samples``:
-    samples per evaluation (default ``cfg.eval.n_samples``).
+    samples per evaluation (default ``cfg.eval.n_samples``). ``estimate``: print an up-front run-time
+    estimate (:func:`flowlm.experiments.estimate.estimate_suite`) before starting.
     """
     from flowlm.evaluation import DEFAULT_EVALUATOR, load_evaluator, load_record
     from flowlm.evaluation.sampling import evaluate_checkpoint, reference_record
@@ -244,6 +251,10 @@ def run_suite(
     say = log or (lambda msg: bar.write(msg, file=sys.stderr))
     say(f"experiment {name} ({cfg.preset}): {len(suite.stages)} stages ({train_steps} optimizer steps) and "
         f"{n_evals} evaluations of {n} samples, per seed; seeds {list(seeds)}; in {out}")
+    if estimate:
+        from flowlm.experiments.estimate import estimate_suite
+
+        say(estimate_suite(suite, cfg, seeds, out, n, device=resolve_device(cfg.device)).describe())
     if isinstance(evaluator, str) or evaluator is None:
         say(f"loading the evaluator {evaluator or DEFAULT_EVALUATOR}")
         evaluator = load_evaluator(evaluator or DEFAULT_EVALUATOR, device=resolve_device(cfg.device))
@@ -346,59 +357,111 @@ def format_suite_table(result: SuiteResult) -> str:
     return "\n".join(lines)
 
 
-def _plot(result: SuiteResult, path: Path) -> None:
+def _curves(summary: Sequence[SummaryRow]) -> dict[tuple[str, str], list[SummaryRow]]:
+    curves: dict[tuple[str, str], list[SummaryRow]] = {}
+    for r in summary:
+        curves.setdefault((r.variant, r.method), []).append(r)
+    return curves
+
+
+def _plot(summary: Sequence[SummaryRow], title: str, path: Path) -> None:
+    """Gen PPL (log) against unigram entropy: one curve per variant (its step sweep, AR's temperature
+    sweep), the held-out data as a star."""
     from flowlm._plotting import pyplot
 
     plt = pyplot("the experiment's Gen PPL vs entropy plot")
-    fig, ax = plt.subplots(figsize=(7, 5))
-    curves: dict[tuple[str, str], list[SummaryRow]] = {}
-    for r in result.summary:
-        curves.setdefault((r.variant, r.method), []).append(r)
-    for (variant, method), rs in curves.items():
+    fig, ax = plt.subplots(figsize=(8, 6))
+    data_drawn = False
+    for (variant, method), rs in _curves(summary).items():
         if method == "data":
-            ax.scatter([rs[0].entropy], [rs[0].gen_ppl], marker="*", s=120, color="black", label="held-out data", zorder=3)
+            if not data_drawn:
+                ax.scatter([rs[0].entropy], [rs[0].gen_ppl], marker="*", s=140, color="black", label="held-out data",
+                           zorder=3)
+                data_drawn = True
             continue
         rs = sorted(rs, key=lambda r: (r.steps or 0, r.temperature))
         label = f"{variant} ({'temperature' if method == 'AR' else 'steps'} sweep)"
-        ax.plot([r.entropy for r in rs], [r.gen_ppl for r in rs], marker="o", label=label)
+        ax.plot([r.entropy for r in rs], [r.gen_ppl for r in rs], marker="o", markersize=3, label=label)
         for r in rs:
             tag = f"T={r.temperature:g}" if method == "AR" else str(r.steps)
-            ax.annotate(tag, (r.entropy, r.gen_ppl), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set(yscale="log", xlabel="unigram entropy (nats)", ylabel="Gen PPL",
-           title=f"{result.suite}: Gen PPL vs entropy ({result.preset})")
+            ax.annotate(tag, (r.entropy, r.gen_ppl), fontsize=6, textcoords="offset points", xytext=(3, 3))
+    ax.set(yscale="log", xlabel="unigram entropy (nats)", ylabel="Gen PPL", title=title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_suite_report(result: SuiteResult, report_dir: str | os.PathLike) -> Path:
-    """``results.md`` (table, residuals, unavailable variants), ``results.json`` and ``genppl_entropy.png``."""
-    from flowlm._plotting import MissingPlotDependencyError
-    from flowlm.evaluation.records import to_jsonable
-
-    report = Path(report_dir)
-    report.mkdir(parents=True, exist_ok=True)
-    parts = [f"# flowlm experiment {result.suite} ({result.preset})", "",
-             f"Seeds {list(result.seeds)}; {result.n_samples} samples per evaluation; evaluator {result.evaluator}; "
-             "Gen PPL and entropy are means over seeds [min–max]. Lower Gen PPL at much lower entropy is not a win: "
-             "read the plot.", "", format_suite_table(result)]
+def _suite_section(result: SuiteResult, plot: str | None) -> list[str]:
+    parts = [f"## {result.suite}", "",
+             f"Preset {result.preset}; seeds {list(result.seeds)}; {result.n_samples} samples per evaluation; "
+             f"evaluator {result.evaluator}.", "", format_suite_table(result)]
     residual_rows = [s for s in result.stages if s.residuals]
     if residual_rows:
         keys = sorted({k for s in residual_rows for k in s.residuals})
-        parts += ["", "## Residuals of the trained maps", "",
+        parts += ["", f"Residuals of the trained maps ({result.suite}):", "",
                   "| map | seed | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
         parts += [f"| {s.name} | {s.seed} | " + " | ".join(f"{s.residuals[k]:.3g}" if k in s.residuals else "–" for k in keys) + " |"
                   for s in residual_rows]
     if result.unavailable:
-        parts += ["", "## Not run (not yet supported)", ""] + [f"- {u}" for u in result.unavailable]
-    try:
-        _plot(result, report / "genppl_entropy.png")
-        parts += ["", "![Gen PPL vs entropy](genppl_entropy.png)"]
-    except MissingPlotDependencyError as e:
-        parts += ["", f"(no figure: {e})"]
+        parts += ["", "Not run (not yet supported):", ""] + [f"- {u}" for u in result.unavailable]
+    if plot:
+        parts += ["", f"![{result.suite}: Gen PPL vs entropy]({plot})"]
+    return parts
+
+
+def load_suite_result(path: str | os.PathLike) -> SuiteResult:
+    """A :class:`SuiteResult` read back from the JSON ``write_suite_report`` wrote."""
+    d = json.loads(Path(path).read_text(encoding="utf-8"))
+    d["seeds"] = tuple(d["seeds"])
+    d["unavailable"] = tuple(d.get("unavailable", ()))
+    d["stages"] = [StageResult(**x) for x in d["stages"]]
+    d["rows"] = [ResultRow(**x) for x in d["rows"]]
+    d["summary"] = [SummaryRow(**{**x, "gen_ppl_range": tuple(x["gen_ppl_range"]),
+                                   "entropy_range": tuple(x["entropy_range"])}) for x in d["summary"]]
+    return SuiteResult(**d)
+
+
+def write_suite_report(result: SuiteResult, report_dir: str | os.PathLike) -> Path:
+    """Save ``result`` as ``suites/<suite>.json`` in ``report_dir`` and rebuild the report from every suite
+    saved there: ``results.md`` (one section and table per suite), ``results.json``, one
+    ``genppl_entropy_<suite>.png`` per suite and ``genppl_entropy.png`` with every curve of every suite.
+    Suites run into one ``--out`` share a report."""
+    from flowlm._plotting import MissingPlotDependencyError
+    from flowlm.evaluation.records import to_jsonable
+
+    report = Path(report_dir)
+    (report / "suites").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(report / "suites" / f"{result.suite}.json",
+                      to_jsonable(dataclasses.replace(result, report=str(report / "results.md"))), indent=2)
+    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    results = sorted((load_suite_result(p) for p in (report / "suites").glob("*.json")),
+                     key=lambda r: (order.get(r.suite, len(order)), r.suite))
+    parts = ["# flowlm experiment report", "",
+             "Gen PPL and entropy are means over seeds [min–max]. Lower Gen PPL at much lower entropy is not a win: "
+             "read the plots (every step or temperature sweep is a curve).", ""]
+    figure_error = None
+    for r in results:
+        plot = f"genppl_entropy_{r.suite}.png"
+        try:
+            _plot(r.summary, f"{r.suite}: Gen PPL vs entropy ({r.preset})", report / plot)
+        except MissingPlotDependencyError as e:
+            plot, figure_error = None, str(e)
+        parts += _suite_section(r, plot) + [""]
+    # every curve of every suite in one figure (a stage shared by suites is drawn once)
+    merged: dict[tuple, SummaryRow] = {}
+    for r in results:
+        for row in r.summary:
+            merged[(row.variant, row.method, row.steps, row.temperature)] = row
+    if len(results) > 1 and figure_error is None:
+        _plot(list(merged.values()), "all suites: Gen PPL vs entropy", report / "genppl_entropy.png")
+        parts += ["## All suites", "", "![all suites: Gen PPL vs entropy](genppl_entropy.png)"]
+    elif results and figure_error is None:
+        _plot(results[0].summary, f"{results[0].suite}: Gen PPL vs entropy ({results[0].preset})", report / "genppl_entropy.png")
+    if figure_error:
+        parts += ["", f"(no figures: {figure_error})"]
     path = report / "results.md"
     atomic_write_text(path, "\n".join(parts) + "\n")
-    atomic_write_json(report / "results.json", to_jsonable(dataclasses.replace(result, report=str(path))), indent=2)
+    atomic_write_json(report / "results.json", {"suites": {r.suite: to_jsonable(r) for r in results}}, indent=2)
     return path

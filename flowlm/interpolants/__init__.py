@@ -2,7 +2,7 @@
 ν = log(1 + ρ) in which the probability-flow ODE is non-stiff (used by samplers and oracles)."""
 
 from flowlm.interpolants.base import FunctionInterpolant, Interpolant, expand_time
-from flowlm.interpolants.builtins import Cosine, Linear
+from flowlm.interpolants.builtins import INTERPOLANTS, Cosine, Linear, Quadratic, interpolant_from_name, register_interpolant
 from flowlm.interpolants.schedule import IdentitySchedule, MixtureSchedule, TimeSchedule, stratified_uniform
 from flowlm.interpolants.decoding_error import DecodingErrorSchedule
 from flowlm.interpolants.logsnr import LogSNRFlow, nu_of_t, t_of_nu
@@ -12,6 +12,10 @@ __all__ = [
     "FunctionInterpolant",
     "Linear",
     "Cosine",
+    "Quadratic",
+    "INTERPOLANTS",
+    "interpolant_from_name",
+    "register_interpolant",
     "expand_time",
     "TimeSchedule",
     "IdentitySchedule",

@@ -11,7 +11,7 @@ from flowlm.nets.fused_ce import linear_softcap_cross_entropy
 from flowlm.nets.projection import ProjectedSpace
 from flowlm.nets.rope import RotaryEmbedding, apply_rotary
 from flowlm.nets.time_embedding import TimeEmbedder, sinusoidal_embedding
-from flowlm.nets.wrappers import NetDenoiser, NetTwoTimeDenoiser
+from flowlm.nets.wrappers import NetDenoiser, NetTwoTimeDenoiser, VelocityNetDenoiser
 
 __all__ = [
     "DiT",
@@ -27,6 +27,7 @@ __all__ = [
     "ProjectedSpace",
     "linear_softcap_cross_entropy",
     "NetDenoiser",
+    "VelocityNetDenoiser",
     "NetTwoTimeDenoiser",
 ]
 

@@ -31,7 +31,7 @@ from flowlm.interpolants.schedule import TimeSchedule
 from flowlm.nets.projection import ProjectedSpace
 from flowlm.states import StateSpace
 
-__all__ = ["NetDenoiser", "NetTwoTimeDenoiser"]
+__all__ = ["NetDenoiser", "VelocityNetDenoiser", "NetTwoTimeDenoiser"]
 
 
 class _NetWrapper(nn.Module):
@@ -120,6 +120,52 @@ class NetDenoiser(_NetWrapper, Denoiser):
 
     def __repr__(self) -> str:
         return f"NetDenoiser({type(self.net).__name__}, {self.flow!r}, space={self.space!r})"
+
+
+class VelocityNetDenoiser(NetDenoiser):
+    r"""A velocity-parametrized network read as a denoiser (the velocity + MSE ablation of
+    :class:`flowlm.models.FLM`): the network's V outputs are a velocity :math:`u` of the one-hot
+    space, and ``probs`` returns the implied clean estimate in the state space
+
+    .. math::
+        \hat x_1 = \frac{u - (\dot\alpha/\alpha)\,x_t}{\dot\beta - \dot\alpha\beta/\alpha},
+
+    so that the probability-flow drift built from it, :math:`(\dot\alpha/\alpha)x_t + (\dot\beta -
+    \dot\alpha\beta/\alpha)\hat x_1`, is :math:`u` itself (projected states: :math:`uE` and
+    :math:`h_t`). It is not a probability: ``logits`` raises, and it needs ``α(t) > 0`` (t < 1;
+    samplers never evaluate at t = 1). Asked for V-wide output (``space=None``) on projected states,
+    it returns the scores :math:`\hat x_1 E^\top`, whose argmax is the decoded token.
+    """
+
+    def logits(self, x: Tensor, t: Tensor, *, tau: Tensor | None = None) -> Tensor:
+        raise TypeError("a velocity-parametrized FLM (loss velocity_mse) has no logits; its probs() is the implied "
+                        "clean estimate (not a probability), which every FLM sampler accepts")
+
+    def velocity(self, x: Tensor, t: Tensor, *, tau: Tensor | None = None) -> Float[Tensor, "B L V"]:
+        """The network's velocity :math:`u` in the one-hot space, ``[B, L, V]``."""
+        return self.net(self.project(x), *self._taus(x, (t,), (tau,)))
+
+    def probs(
+        self,
+        x: Float[Tensor, "B L D"],
+        t: Float[Tensor, "B *tokens"],
+        *,
+        tau: Float[Tensor, "B *tokens"] | None = None,
+        space: StateSpace | None = None,
+    ) -> Float[Tensor, "B L K"]:
+        u = self.velocity(x, t, tau=tau).to(x.dtype)  # [B, L, V]
+        E = self.net.E.to(x.dtype)
+        v = u @ E if self.projected else u  # [B, L, K]: the velocity of the state (u, or u @ E on projected states)
+        tt = (t if t.ndim == 2 else t[:, None].expand(x.shape[0], x.shape[1]))[..., None].to(x.dtype)  # [B, L, 1]
+        path = self.flow.interpolant
+        a, b, da, db = path.alpha(tt), path.beta(tt), path.alpha_dot(tt), path.beta_dot(tt)
+        x1 = (v - (da / a) * x) / (db - da * b / a)  # [B, L, K]: the implied clean state
+        if space is None and self.projected:
+            return x1 @ E.T  # [B, L, V]: scores <x̂1, E_v>, whose argmax decodes the token
+        return x1
+
+    def __repr__(self) -> str:
+        return f"VelocityNetDenoiser({type(self.net).__name__}, {self.flow!r}, space={self.space!r})"
 
 
 class NetTwoTimeDenoiser(_NetWrapper, TwoTimeDenoiser):
