@@ -8,6 +8,7 @@ import pytest
 
 from flowlm.cli.main import main
 from flowlm.experiments import SUITES, ExperimentError, build_suite
+from flowlm.experiments.suites import GUIDANCE_WEIGHTS
 from flowlm.presets import preset
 
 TEXT = ("Shall I compare thee to a summer's day? Thou art more lovely and more temperate. "
@@ -59,7 +60,7 @@ def test_unknown_suite_and_variant_are_named():
         build_suite("baseline", preset("tiny"))
     with pytest.raises(ExperimentError, match="did you mean 'lagrangian'.*choose from"):
         build_suite("distillers", preset("tiny"), ["lagrange"])
-    assert set(SUITES) == {"distillers", "baselines", "ablations"}
+    assert set(SUITES) == {"distillers", "baselines", "ablations", "guidance"}
 
 
 def test_cli_bad_input(tmp_path, capsys):
@@ -76,17 +77,19 @@ def test_cli_bad_input(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("suite", ["distillers", "baselines", "ablations"])
+@pytest.mark.parametrize("suite", ["distillers", "baselines", "ablations", "guidance"])
 def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
     from flowlm.experiments import run_suite
 
     cfg = preset("tiny", device="cpu").updated({"train.steps": 6, "distill.steps": 3, "eval.n_samples": 2,
                                                  "eval.steps": "2", "eval.temperatures": "0.8,1.0"})
+    if suite == "guidance":  # the weak model is the network with dropout on
+        cfg = cfg.updated({"model.dropout": 0.1, "sample.steps": 2})
     out = tmp_path / suite
     res = run_suite(suite, cfg, out=out, data=corpus, evaluator=evaluator, progress=False, log=lambda m: None)
     plan = build_suite(suite, cfg)
     assert {s.name for s in res.stages} == {s.name for s in plan.stages}
-    expected = sum(len(w.steps) * len(w.temperatures) for w in plan.sweeps) + 1  # + the data row
+    expected = sum(len(w.points()) for w in plan.sweeps) + 1  # + the data row
     assert len(res.rows) == expected and len(res.summary) == expected
     for r in res.rows:
         assert r.gen_ppl > 0 and r.entropy >= 0
@@ -103,6 +106,13 @@ def test_suite_runs_at_tiny_and_resumes(suite, corpus, evaluator, tmp_path):
     assert "**sample 0**" in (report / "samples.md").read_text()
     data = json.loads((report / "results.json").read_text())["suites"][suite]
     assert data["suite"] == suite and len(data["rows"]) == expected
+    if suite == "guidance":
+        etas = {(r.variant, r.guidance) for r in res.rows if r.variant != "data"}
+        assert {e for _, e in etas} == set(GUIDANCE_WEIGHTS) and {v for v, _ in etas} == {"flm", "semigroup", "mdlm"}
+        one = {r.variant: r.nfe for r in res.rows if r.guidance == 1.0}
+        two = {r.variant: r.nfe for r in res.rows if r.guidance == 2.0}
+        assert two["flm"] == 2 * one["flm"] and two["semigroup"] == 2 * one["semigroup"]  # both models count
+        assert "| η |" in md
     if suite == "ablations":
         assert "flm-velocity-mse" in md and "flm-uniform-time" in md and "Not run" not in md
     # an interrupted / repeated run skips finished stages and evaluations

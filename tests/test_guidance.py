@@ -459,3 +459,56 @@ def test_guided_denoisers_nest_and_count_every_call():
     assert torch.equal(AutoGuidedDenoiser(strong, weak, 1.0).logits(x, t), strong.logits(x, t))
     flow = Flow.identity(Linear(), 3)
     assert EulerSampler(4)(outer, flow, torch.randn(3, 2, 3, dtype=F64)).nfe == 12
+
+
+# ----------------------------------------------------------------------------- MDLM autoguidance (logit form)
+def _tiny_mdlm(seed: int = 0, dropout: float = 0.3):
+    from flowlm.models import MDLM
+    from flowlm.nets import DiTConfig
+
+    torch.manual_seed(seed)
+    model = MDLM(DiTConfig(vocab_size=5, max_length=4, width=32, depth=2, heads=2, cond=16, dropout=dropout))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_mdlm_autoguidance_is_the_logit_formula_with_subs():
+    from flowlm.guidance import mdlm_autoguided
+    from flowlm.guidance.autoguidance import _dropout_on
+
+    model = _tiny_mdlm()
+    m = model.mask_id
+    xt = torch.tensor([[m, 2, m, m], [1, m, m, 0]])
+    with torch.no_grad():
+        assert torch.equal(mdlm_autoguided(model, 1.0)(xt), model.denoiser(xt))  # η = 1: the model
+        logp = torch.log_softmax(model.logits(xt).double(), -1)
+        with _dropout_on(model.net, 7, xt.device):
+            logp_w = torch.log_softmax(model.logits(xt).double(), -1)
+        got = mdlm_autoguided(model, 4.0, seed=7)(xt)
+        want = torch.softmax(logp_w + 4.0 * (logp - logp_w), -1).float()
+        masked = xt == m
+        assert torch.allclose(got[masked], want[masked], atol=1e-6)
+        assert torch.equal(got[~masked], torch.nn.functional.one_hot(xt[~masked], 5).float())  # SUBS carry-over
+        weak_only = mdlm_autoguided(model, 0.0, seed=7)(xt)  # η = 0: the weak (dropout) model
+        assert torch.allclose(weak_only[masked], torch.softmax(logp_w, -1).float()[masked], atol=1e-6)
+    assert not model.net.training
+
+
+def test_mdlm_guided_sampling_counts_both_calls_and_refuses_the_probability_form():
+    from flowlm.guidance import mdlm_autoguided, sample_guided
+
+    model = _tiny_mdlm()
+    ref = model.sample(3, 4, steps=4, generator=torch.Generator().manual_seed(0))
+    same = sample_guided(model, 3, 4, 4, weight=1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same.tokens, ref.tokens) and same.nfe == ref.nfe
+    guided = sample_guided(model, 3, 4, 4, weight=5.0, seed=1, generator=torch.Generator().manual_seed(0))
+    assert guided.nfe % 2 == 0 and guided.nfe >= 2
+    with pytest.raises(ValueError, match="logit form only"):
+        sample_guided(model, 3, 4, 4, weight=2.0, form="probs")
+    with pytest.raises(ValueError, match="no active dropout"):
+        mdlm_autoguided(_tiny_mdlm(dropout=0.0), 2.0)
+    with pytest.raises(ValueError, match=">= 0|η|weight"):
+        mdlm_autoguided(model, -1.0)

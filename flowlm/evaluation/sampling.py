@@ -39,6 +39,8 @@ def evaluate_checkpoint(
     device: str | torch.device | None = None,
     samples_path: str | os.PathLike | None = None,
     warmup: bool = True,
+    guidance: float | None = None,
+    weak: Any = "dropout",
 ) -> EvalRecord:
     """Sample ``n_samples`` sequences at ``steps`` steps from a checkpoint of any kind, score them, return
     the record (``method`` = the kind in capitals, or ``label``; AR: ``steps`` None = one per token;
@@ -47,7 +49,9 @@ def evaluate_checkpoint(
     ``model`` = ``(model, tokenizer, cfg)`` already loaded from ``ckpt`` (saves reloading in a
     sweep). The wall time is the sampling time of the whole batch (scoring excluded), measured
     after one warm-up network call when ``warmup`` (first calls pay for allocation and kernel
-    selection). Decoded samples are written to ``samples_path`` when given.
+    selection). Decoded samples are written to ``samples_path`` when given. ``guidance`` = η samples with
+    autoguidance against ``weak`` (:func:`flowlm.guidance.generate_guided`: FLM / FMLM in probability
+    form, MDLM in logit form; NFE counts both models); None (default) is the plain model.
     """
     from flowlm.pipeline import generate, load_model
 
@@ -57,9 +61,19 @@ def evaluate_checkpoint(
     kind = net.kind.upper()
     method = label or kind
     extra = {"temperature": temperature, "top_p": top_p} if kind in ("AR", "MDLM") else {"gamma": gamma}
-    if warmup:
-        generate(net, tok, n_samples, None if kind == "AR" else 1, seed + 1, **extra)
-    samples = generate(net, tok, n_samples, steps, seed, **extra)
+    if guidance is not None:
+        from flowlm.guidance import generate_guided
+
+        if kind == "AR":
+            raise ValueError("autoguidance is for FLM, FMLM and MDLM models; an AR model trades diversity by temperature")
+        g_extra = {"gamma": gamma} if kind == "FMLM" else {}
+        if warmup:
+            generate_guided(net, tok, n_samples, 1, seed + 1, weight=guidance, weak=weak, **g_extra)
+        samples = generate_guided(net, tok, n_samples, steps, seed, weight=guidance, weak=weak, **g_extra)
+    else:
+        if warmup:
+            generate(net, tok, n_samples, None if kind == "AR" else 1, seed + 1, **extra)
+        samples = generate(net, tok, n_samples, steps, seed, **extra)
     steps = int(steps) if steps is not None else int(samples.nfe)
     mask = torch.ones_like(samples.tokens, dtype=torch.bool)
     metrics = evaluate_samples(list(samples), samples.tokens, evaluator, mask=mask, reference_entropy=reference_entropy)
@@ -73,6 +87,9 @@ def evaluate_checkpoint(
         sampler["gamma"] = gamma
     if kind in ("AR", "MDLM"):
         sampler.update(temperature=temperature, top_p=top_p)
+    if guidance is not None:
+        sampler.update(guidance=float(guidance), weak=weak if isinstance(weak, str) else type(weak).__name__,
+                       guidance_form="logits" if kind == "MDLM" else "probs")
     return EvalRecord(
         method=method,
         metrics=metrics,

@@ -71,6 +71,7 @@ class ResultRow:
     val_loss: float | None = None
     train_seconds: float | None = None
     step_ms: float | None = None
+    guidance: float | None = None  # autoguidance weight η (None: the plain model)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class SummaryRow:
     val_loss: float | None
     train_seconds: float | None
     step_ms: float | None
+    guidance: float | None = None
 
 
 @dataclass
@@ -113,12 +115,12 @@ def _mean(xs: Sequence[float | None]) -> float | None:
 
 
 def summarize(rows: Sequence[ResultRow]) -> list[SummaryRow]:
-    """Group ``rows`` by (variant, method, steps, temperature) and average over seeds."""
+    """Group ``rows`` by (variant, method, steps, temperature, guidance) and average over seeds."""
     groups: dict[tuple, list[ResultRow]] = {}
     for r in rows:
-        groups.setdefault((r.variant, r.method, r.steps, r.temperature), []).append(r)
+        groups.setdefault((r.variant, r.method, r.steps, r.temperature, r.guidance), []).append(r)
     out = []
-    for (variant, method, steps, temp), rs in groups.items():
+    for (variant, method, steps, temp, eta), rs in groups.items():
         ppl = [r.gen_ppl for r in rs]
         ent = [r.entropy for r in rs]
         out.append(SummaryRow(
@@ -126,7 +128,7 @@ def summarize(rows: Sequence[ResultRow]) -> list[SummaryRow]:
             gen_ppl=_mean(ppl) or float("nan"), gen_ppl_range=(min(ppl), max(ppl)),
             entropy=_mean(ent) or float("nan"), entropy_range=(min(ent), max(ent)),
             wall_ms_per_sample=_mean([r.wall_ms_per_sample for r in rs]), val_loss=_mean([r.val_loss for r in rs]),
-            train_seconds=_mean([r.train_seconds for r in rs]), step_ms=_mean([r.step_ms for r in rs]),
+            train_seconds=_mean([r.train_seconds for r in rs]), step_ms=_mean([r.step_ms for r in rs]), guidance=eta,
         ))
     return out
 
@@ -243,7 +245,7 @@ def run_suite(
         raise ExperimentError(f"need at least 2 samples per evaluation, got {n}")
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    n_evals = sum(len(w.steps) * len(w.temperatures) for w in suite.sweeps)
+    n_evals = sum(len(w.points()) for w in suite.sweeps)
     train_steps = sum(cfg.updated(s.changes).distill.steps if s.kind == "distill" else cfg.updated(s.changes).train.steps
                       for s in suite.stages)
     bar = progress_bar(total=len(seeds) * (len(suite.stages) + n_evals + 1), desc=f"experiment {name}", unit="stage",
@@ -292,28 +294,28 @@ def run_suite(
             for sweep in suite.sweeps:
                 st = finished[sweep.stage]
                 loaded = None
-                for steps in sweep.steps:
-                    for temp in sweep.temperatures:
-                        tag = f"{sweep.stage}-{steps if steps is not None else 'L'}-T{temp:g}"
-                        path = root / "records" / f"{tag}.json"
-                        if _record_ok(path, st.checkpoint_hash, n, evaluator.name):
-                            rec = load_record(path)
-                        else:
-                            first_eval = loaded is None
-                            loaded = loaded or load_model(st.checkpoint, device=resolve_device(cfg.device))
-                            rec = evaluate_checkpoint(st.checkpoint, steps, evaluator, n_samples=n, seed=seed,
-                                                      gamma=cfg.sample.gamma, temperature=temp, model=loaded,
-                                                      reference_entropy=ref.metrics["entropy"], warmup=first_eval,
-                                                      samples_path=root / "samples" / f"{tag}.txt")
-                            rec.save(path)
-                        per = rec.wall_time_per_sample_s
-                        rows.append(ResultRow(
-                            variant=sweep.stage, method=rec.method, seed=seed, steps=rec.steps, nfe=rec.nfe,
-                            temperature=temp, gen_ppl=rec.metrics["gen_ppl"], entropy=rec.metrics["entropy"],
-                            wall_ms_per_sample=per * 1e3 if per is not None else None, val_loss=st.val_loss,
-                            train_seconds=st.train_seconds, step_ms=st.step_seconds * 1e3,
-                        ))
-                        bar.update()
+                for steps, temp, eta in sweep.points():
+                    tag = f"{sweep.stage}-{steps if steps is not None else 'L'}-T{temp:g}" + (
+                        f"-g{eta:g}" if eta is not None else "")
+                    path = root / "records" / f"{tag}.json"
+                    if _record_ok(path, st.checkpoint_hash, n, evaluator.name):
+                        rec = load_record(path)
+                    else:
+                        first_eval = loaded is None
+                        loaded = loaded or load_model(st.checkpoint, device=resolve_device(cfg.device))
+                        rec = evaluate_checkpoint(st.checkpoint, steps, evaluator, n_samples=n, seed=seed,
+                                                  gamma=cfg.sample.gamma, temperature=temp, model=loaded,
+                                                  reference_entropy=ref.metrics["entropy"], warmup=first_eval,
+                                                  samples_path=root / "samples" / f"{tag}.txt", guidance=eta)
+                        rec.save(path)
+                    per = rec.wall_time_per_sample_s
+                    rows.append(ResultRow(
+                        variant=sweep.stage, method=rec.method, seed=seed, steps=rec.steps, nfe=rec.nfe,
+                        temperature=temp, gen_ppl=rec.metrics["gen_ppl"], entropy=rec.metrics["entropy"],
+                        wall_ms_per_sample=per * 1e3 if per is not None else None, val_loss=st.val_loss,
+                        train_seconds=st.train_seconds, step_ms=st.step_seconds * 1e3, guidance=eta,
+                    ))
+                    bar.update()
     finally:
         bar.close()
     result = SuiteResult(suite=name, preset=cfg.preset, seeds=seeds, evaluator=evaluator.name, n_samples=n,
@@ -346,21 +348,25 @@ def _range(mean: float, rng: tuple[float, float], n: int, digits: int = 1) -> st
 
 def format_suite_table(result: SuiteResult) -> str:
     """The markdown table: one row per (variant, steps, temperature), mean [min–max] over seeds."""
-    lines = ["| variant | method | steps | T | NFE | Gen PPL | entropy | wall ms / sample | val loss | train s | step ms |",
+    guided = any(r.guidance is not None for r in result.summary)
+    lines = ["| variant | method | steps | " + ("η | " if guided else "T | ") +
+             "NFE | Gen PPL | entropy | wall ms / sample | val loss | train s | step ms |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result.summary:
+        knob = (f"{r.guidance:g}" if r.guidance is not None else "–") if guided else f"{r.temperature:g}"
         lines.append(
-            f"| {r.variant} | {r.method} | {r.steps if r.steps is not None else '–'} | {r.temperature:g} | "
+            f"| {r.variant} | {r.method} | {r.steps if r.steps is not None else '–'} | {knob} | "
             f"{r.nfe if r.nfe is not None else '–'} | {_range(r.gen_ppl, r.gen_ppl_range, r.n_seeds)} | "
             f"{_range(r.entropy, r.entropy_range, r.n_seeds, 2)} | {_f(r.wall_ms_per_sample, 2)} | "
             f"{_f(r.val_loss, 3)} | {_f(r.train_seconds)} | {_f(r.step_ms)} |")
     return "\n".join(lines)
 
 
-def _curves(summary: Sequence[SummaryRow]) -> dict[tuple[str, str], list[SummaryRow]]:
-    curves: dict[tuple[str, str], list[SummaryRow]] = {}
+def _curves(summary: Sequence[SummaryRow]) -> dict[tuple[str, str, bool], list[SummaryRow]]:
+    """One curve per (variant, method, guided): a step sweep, AR's temperature sweep, or an η sweep."""
+    curves: dict[tuple[str, str, bool], list[SummaryRow]] = {}
     for r in summary:
-        curves.setdefault((r.variant, r.method), []).append(r)
+        curves.setdefault((r.variant, r.method, r.guidance is not None), []).append(r)
     return curves
 
 
@@ -372,18 +378,22 @@ def _plot(summary: Sequence[SummaryRow], title: str, path: Path) -> None:
     plt = pyplot("the experiment's Gen PPL vs entropy plot")
     fig, ax = plt.subplots(figsize=(8, 6))
     data_drawn = False
-    for (variant, method), rs in _curves(summary).items():
+    for (variant, method, guided), rs in _curves(summary).items():
         if method == "data":
             if not data_drawn:
                 ax.scatter([rs[0].entropy], [rs[0].gen_ppl], marker="*", s=140, color="black", label="held-out data",
                            zorder=3)
                 data_drawn = True
             continue
-        rs = sorted(rs, key=lambda r: (r.steps or 0, r.temperature))
-        label = f"{variant} ({'temperature' if method == 'AR' else 'steps'} sweep)"
-        ax.plot([r.entropy for r in rs], [r.gen_ppl for r in rs], marker="o", markersize=3, label=label)
+        rs = sorted(rs, key=lambda r: (r.guidance or 0, r.steps or 0, r.temperature))
+        if guided:
+            label = f"{variant} (guidance η sweep, {rs[0].steps} steps)"
+        else:
+            label = f"{variant} ({'temperature' if method == 'AR' else 'steps'} sweep)"
+        ax.plot([r.entropy for r in rs], [r.gen_ppl for r in rs], marker="s" if guided else "o", markersize=3,
+                linestyle="--" if guided else "-", label=label)
         for r in rs:
-            tag = f"T={r.temperature:g}" if method == "AR" else str(r.steps)
+            tag = f"η={r.guidance:g}" if guided else f"T={r.temperature:g}" if method == "AR" else str(r.steps)
             ax.annotate(tag, (r.entropy, r.gen_ppl), fontsize=6, textcoords="offset points", xytext=(3, 3))
     ax.set(yscale="log", xlabel="unigram entropy (nats)", ylabel="Gen PPL", title=title)
     ax.grid(True, which="both", alpha=0.3)
@@ -453,7 +463,7 @@ def write_suite_report(result: SuiteResult, report_dir: str | os.PathLike) -> Pa
     merged: dict[tuple, SummaryRow] = {}
     for r in results:
         for row in r.summary:
-            merged[(row.variant, row.method, row.steps, row.temperature)] = row
+            merged[(row.variant, row.method, row.steps, row.temperature, row.guidance)] = row
     if len(results) > 1 and figure_error is None:
         _plot(list(merged.values()), "all suites: Gen PPL vs entropy", report / "genppl_entropy.png")
         parts += ["## All suites", "", "![all suites: Gen PPL vs entropy](genppl_entropy.png)"]

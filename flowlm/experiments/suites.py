@@ -17,6 +17,8 @@ Suites (:data:`SUITES`):
   MSE vs velocity + MSE (``model.loss``); decoding-error vs uniform time (``model.schedule``); logit
   soft-cap on vs off; teacher vs self-distillation; and, not in the paper, Linear vs Cosine vs
   Quadratic (``model.interpolant``).
+* ``guidance`` — autoguidance weight η from 1 to 50 for the FLM, its one-step FMLM and MDLM (the
+  ``baselines`` stages), each η a point of a curve in the Gen PPL–entropy plot.
 
 Stages with the same name are the same run in every suite (``flm``, the ``semigroup`` FMLM): suites
 that share an output folder share them, so ``distillers``, ``baselines`` and ``ablations`` in one
@@ -29,7 +31,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Stage", "Sweep", "Suite", "SUITES", "build_suite", "FMLM_STEPS", "FLM_ABLATIONS", "ExperimentError"]
+__all__ = ["Stage", "Sweep", "Suite", "SUITES", "build_suite", "FMLM_STEPS", "FLM_ABLATIONS", "GUIDANCE_WEIGHTS", "ExperimentError"]
 
 FMLM_STEPS = (1, 2, 4, 8)
 
@@ -50,11 +52,17 @@ class Stage:
 
 @dataclass(frozen=True)
 class Sweep:
-    """How one stage is evaluated: ``steps`` (None = AR, one step per token) × ``temperatures``."""
+    """How one stage is evaluated: ``steps`` (None = AR, one step per token) × ``temperatures``, or, with
+    ``guidance``, × autoguidance weights η (weak model: the same network with dropout on)."""
 
     stage: str
     steps: tuple[int | None, ...]
     temperatures: tuple[float, ...] = (1.0,)
+    guidance: tuple[float, ...] = ()
+
+    def points(self) -> list[tuple[int | None, float, float | None]]:
+        """Every evaluation of the sweep as ``(steps, temperature, η or None)``."""
+        return [(s, t, g) for s in self.steps for t in self.temperatures for g in (self.guidance or (None,))]
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,28 @@ def _ablations(cfg: Any) -> Suite:
     return Suite("ablations", flms + students, sweeps)
 
 
+#: the guidance suite's weights η (1 = the plain model)
+GUIDANCE_WEIGHTS = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+
+
+def _guidance(cfg: Any) -> Suite:
+    """Autoguidance (weak model: dropout on) against η for the FLM at ``sample.steps``, its one-step FMLM and
+    MDLM at ``sample.steps``: the paper's claim that FLM stays stable to η ≈ 50 where discrete baselines
+    collapse past 10. The stages are ``baselines``' (shared in one ``--out``)."""
+    method = cfg.distill.method
+    stages = (
+        Stage("flm", "train", {"model.kind": "flm"}),
+        Stage(method, "distill", {"distill.method": method}, "flm"),
+        Stage("mdlm", "train", {"model.kind": "mdlm"}),
+    )
+    steps = cfg.sample.steps
+    sweeps = (Sweep("flm", (steps,), guidance=GUIDANCE_WEIGHTS), Sweep(method, (1,), guidance=GUIDANCE_WEIGHTS),
+              Sweep("mdlm", (steps,), guidance=GUIDANCE_WEIGHTS))
+    return Suite("guidance", stages, sweeps)
+
+
 #: suite name -> builder(cfg) -> Suite
-SUITES = {"distillers": _distillers, "baselines": _baselines, "ablations": _ablations}
+SUITES = {"distillers": _distillers, "baselines": _baselines, "ablations": _ablations, "guidance": _guidance}
 
 
 def build_suite(name: str, cfg: Any, variants: list[str] | None = None) -> Suite:

@@ -20,7 +20,7 @@ from flowlm.guidance.autoguidance import (
 )
 from flowlm.guidance.rewards import REWARD_MODES, BagOfTokensClassifier, Reward, WordSetReward, evaluate_reward
 from flowlm.guidance.reward_guidance import VARIANTS, RewardGuidedSampler
-from flowlm.guidance.models import autoguided, generate_guided, load_weak_model, sample_guided
+from flowlm.guidance.models import autoguided, generate_guided, load_weak_model, mdlm_autoguided, sample_guided
 
 __all__ = [
     "FORMS",
@@ -37,6 +37,7 @@ __all__ = [
     "VARIANTS",
     "RewardGuidedSampler",
     "autoguided",
+    "mdlm_autoguided",
     "load_weak_model",
     "sample_guided",
     "generate_guided",

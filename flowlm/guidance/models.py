@@ -4,6 +4,8 @@
   with a weak model: ``"dropout"`` (the same network with dropout on), another model of the same
   kind, vocabulary and flow (an earlier checkpoint, or the online weights beside the EMA ones), or a
   denoiser;
+* :func:`mdlm_autoguided` — the same for the MDLM baseline, in logit form only (its draws need a
+  distribution: ``softmax(ℓ_w + η(ℓ − ℓ_w))`` at masked positions, SUBS elsewhere);
 * :func:`load_weak_model` — the weak model named on the command line: ``dropout``, ``online`` (the
   run checkpoint's online weights; the model itself is loaded with its EMA weights) or a checkpoint path;
 * :func:`sample_guided` / :func:`generate_guided` — ``model.sample`` / :func:`flowlm.pipeline.generate`
@@ -28,7 +30,7 @@ from flowlm.guidance.autoguidance import (
     DropoutTwoTimeDenoiser,
 )
 
-__all__ = ["autoguided", "load_weak_model", "sample_guided", "generate_guided"]
+__all__ = ["autoguided", "mdlm_autoguided", "load_weak_model", "sample_guided", "generate_guided"]
 
 
 def autoguided(model: nn.Module, weight: float, weak: Any = "dropout", *, form: str = "probs",
@@ -75,6 +77,73 @@ def autoguided(model: nn.Module, weight: float, weak: Any = "dropout", *, form: 
     return guided
 
 
+def mdlm_autoguided(model: nn.Module, weight: float, weak: Any = "dropout", *, seed: int | None = None):
+    r"""The autoguided SUBS denoiser of an MDLM, ``xt [B, L] -> probs [B, L, V]``:
+
+    .. math::
+        p_\eta(\cdot\mid x_t) = \mathrm{softmax}\big(\log p_w + \eta(\log p - \log p_w)\big)
+
+    at masked positions (``p_w``: the weak model, ``"dropout"`` = the same network with dropout on,
+    fixed masks seeded with ``seed``, or another MDLM), the one-hot copy at unmasked ones. η = 1 is the
+    model, η = 0 the weak model. The callable's ``calls_per_step`` is 2 (both models run each step)."""
+    from flowlm.guidance.autoguidance import _dropout_on, _network_of, check_guidance_weight
+
+    if getattr(model, "kind", None) != "mdlm":
+        raise TypeError(f"mdlm_autoguided needs an MDLM, got {type(model).__name__}")
+    eta = check_guidance_weight(weight)
+    if isinstance(weak, str):
+        if weak != "dropout":
+            raise ValueError(f"weak must be 'dropout' or an MDLM, got {weak!r}")
+        net = _network_of(model)
+
+        def weak_logits(xt):
+            with _dropout_on(net, seed, xt.device):
+                return model.logits(xt)
+    elif getattr(weak, "kind", None) == "mdlm" and weak.vocab_size == model.vocab_size:
+        weak_logits = weak.logits
+    else:
+        raise ValueError("the weak model of an MDLM must be 'dropout' or an MDLM of the same vocabulary")
+
+    def guided(xt):
+        if eta == 1.0:
+            return model.denoiser(xt)  # the model itself, bit for bit
+        logp = torch.log_softmax(model.logits(xt).double(), -1)  # [B, L, V]
+        logp_w = torch.log_softmax(weak_logits(xt).double(), -1)
+        mixed = logp_w + eta * (logp - logp_w)
+        probs = torch.softmax(mixed, -1).float()
+        copy = torch.nn.functional.one_hot(xt.clamp(max=model.vocab_size - 1), model.vocab_size).to(probs.dtype)
+        return torch.where((xt == model.mask_id)[..., None], probs, copy)
+
+    guided.calls_per_step = 1 if eta == 1.0 else 2
+    return guided
+
+
+def _sample_mdlm_guided(model: nn.Module, batch: int, length: int, n_steps: int, *, weight: float, weak: Any,
+                        form: str | None, seed: int | None, prompt: Any, generator: torch.Generator | None):
+    from flowlm.baselines import mdlm_sample
+
+    if form not in (None, "logits"):
+        raise ValueError("MDLM autoguidance is in logit form only (its ancestral draws need a distribution); "
+                         "use form='logits' (--guidance-form logits)")
+    if prompt is not None:
+        raise ValueError("prompts are for FLM / FMLM sampling; the MDLM baseline samples unconditionally")
+    if length > model.config.max_length:
+        raise ValueError(f"length {length} exceeds the model's max_length {model.config.max_length}")
+    fn = mdlm_autoguided(model, weight, weak, seed=seed)
+    nets = [model.net] + ([weak.net] if isinstance(weak, nn.Module) and hasattr(weak, "net") else [])
+    modes = [n.training for n in nets]
+    for n in nets:
+        n.eval()
+    try:
+        out = mdlm_sample(fn, batch, length, model.vocab_size, n_steps, schedule=model.schedule,
+                          generator=generator, device=model.net.E.device)
+    finally:
+        for n, m in zip(nets, modes):
+            n.train(m)
+    out.nfe = out.nfe * fn.calls_per_step
+    return out
+
+
 def load_weak_model(spec: str, model: nn.Module, checkpoint: Any, device: Any = "cpu") -> Any:
     """The weak model of ``--weak SPEC``: ``"dropout"`` (returned as is), ``"online"`` (the online
     weights of the flowlm run at ``checkpoint``) or the path of another checkpoint of the same kind."""
@@ -103,11 +172,17 @@ def load_weak_model(spec: str, model: nn.Module, checkpoint: Any, device: Any = 
 
 @torch.no_grad()
 def sample_guided(model: nn.Module, batch: int, length: int, n_steps: int, *, weight: float, weak: Any = "dropout",
-                  form: str = "probs", gamma: float = 0.0, seed: int | None = None, prompt: Any = None,
+                  form: str | None = None, gamma: float = 0.0, seed: int | None = None, prompt: Any = None,
                   generator: torch.Generator | None = None):
     """``model.sample(batch, length, n_steps, gamma=...)`` with the autoguided ``model_fn`` (networks in
     eval mode, restored afterwards; the dropout weak model switches dropout on for its own calls).
-    Returns a :class:`~flowlm.samplers.SamplerOutput` whose ``nfe`` counts both models' calls."""
+    Returns a :class:`~flowlm.samplers.SamplerOutput` whose ``nfe`` counts both models' calls.
+    ``form``: ``"probs"`` (default for FLM / FMLM) or ``"logits"`` (the only form for an MDLM,
+    :func:`mdlm_autoguided`)."""
+    if getattr(model, "kind", None) == "mdlm":
+        return _sample_mdlm_guided(model, batch, length, n_steps, weight=weight, weak=weak, form=form, seed=seed,
+                                   prompt=prompt, generator=generator)
+    form = form or "probs"
     fn = autoguided(model, weight, weak, form=form, seed=seed)
     if length > model.config.max_length:
         raise ValueError(f"length {length} exceeds the model's max_length {model.config.max_length}")
@@ -126,7 +201,7 @@ def sample_guided(model: nn.Module, batch: int, length: int, n_steps: int, *, we
 
 def generate_guided(model: nn.Module, tokenizer: Any, n_samples: int, steps: int, seed: int = 0, *,
                     length: int | None = None, gamma: float = 0.0, weight: float, weak: Any = "dropout",
-                    form: str = "probs", prompt: Any = None):
+                    form: str | None = None, prompt: Any = None):
     """:func:`flowlm.pipeline.generate` with autoguidance (``prompt``: a :class:`flowlm.Prompt` held clean): ``Samples`` (texts, ``nfe``, ``seconds``, ``tokens``).
 
     Deterministic in ``seed``: the noise comes from a generator seeded with it, and the dropout weak
