@@ -91,6 +91,21 @@ def test_gen_ppl_without_prefix_scores_from_the_second_token():
     assert res.ppl == pytest.approx(math.exp(-(math.log(0.05) + math.log(0.9)) / 2), rel=1e-6)
 
 
+def test_gen_ppl_of_continuations_scores_only_after_the_prompt():
+    ev = fake_evaluator()
+    # prompt "ab", continuation "ba": only b->b and b->a count; prompt "a", continuation "b": a->b
+    res = gen_ppl(["ba", "b"], ev, prefixes=["ab", "a"], batch_size=1)
+    nll_1 = -(math.log(0.05) + math.log(0.9))
+    nll_2 = -math.log(0.75)
+    assert res.sample_tokens == (2, 1)
+    assert res.sample_nll == pytest.approx((nll_1 / 2, nll_2), rel=1e-6)
+    assert res.ppl == pytest.approx(math.exp((nll_1 + nll_2) / 3), rel=1e-6)
+    # an empty prompt is plain Gen PPL
+    assert gen_ppl(["bba"], ev, prefixes=[""]).ppl == pytest.approx(gen_ppl(["bba"], ev).ppl, rel=1e-12)
+    with pytest.raises(ValueError, match="one prefix string per text"):
+        gen_ppl(["ab"], ev, prefixes=["a", "b"])
+
+
 def test_gen_ppl_truncates_to_the_evaluator_context():
     ev = fake_evaluator(max_length=3)  # <s> + 2 tokens
     res = gen_ppl(["abab", "c"], ev)

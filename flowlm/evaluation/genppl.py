@@ -111,8 +111,14 @@ def gen_ppl(
     evaluator: Evaluator,
     batch_size: int = 8,
     skip_empty: bool = False,
+    prefixes: Sequence[str] | None = None,
 ) -> GenPPL:
     """Generative perplexity of ``texts`` under ``evaluator`` (see the module docstring for the formula).
+
+    ``prefixes`` (one string per text): the Gen PPL of continuations given their prompts. Text ``i`` is
+    scored as ``prefixes[i] + texts[i]`` and only the evaluator tokens after the first ``n_i`` count,
+    where ``n_i`` is the length of the prefix's own encoding (a token that merges across the boundary
+    counts with the continuation): :math:`\exp(\sum_i\sum_{k\ge n_i} -\log p(w_k\mid w_{<k}) / \sum_i K_i)`.
 
     Samples are sorted by length and scored ``batch_size`` at a time (right-padded, masked), under
     ``no_grad`` on ``evaluator.device``.
@@ -134,12 +140,19 @@ def gen_ppl(
         )
     if batch_size < 1:
         raise ValueError(f"gen_ppl: batch_size must be >= 1, got {batch_size}")
+    if prefixes is not None and (isinstance(prefixes, str) or len(prefixes) != len(texts)):
+        raise ValueError(f"gen_ppl: give one prefix string per text ({len(texts)} texts)")
 
     encoded: list[list[int]] = []
+    skips: list[int] = []  # NLL positions of the prompt, not scored
     n_truncated = n_empty = 0
     for i, text in enumerate(texts):
+        skip = 0
+        if prefixes is not None:
+            skip = len(encode_for_scoring(prefixes[i], evaluator)[0]) - 1
+            text = prefixes[i] + text
         ids, truncated = encode_for_scoring(text, evaluator)
-        if len(ids) < 2:  # nothing after the prefix
+        if len(ids) < 2 + skip:  # nothing after the prefix
             if not skip_empty:
                 raise ValueError(
                     f"gen_ppl: sample {i} ({text!r}) has no token to score; generative perplexity is "
@@ -150,6 +163,7 @@ def gen_ppl(
             continue
         n_truncated += truncated
         encoded.append(ids)
+        skips.append(skip)
     if not encoded:
         raise ValueError(f"gen_ppl: all {len(texts)} samples are empty; there is nothing to score")
 
@@ -165,10 +179,10 @@ def gen_ppl(
             ids[row, : len(encoded[j])] = torch.tensor(encoded[j])
             mask[row, : len(encoded[j])] = True
         nll = score_tokens(evaluator, ids.to(evaluator.device), mask.to(evaluator.device))  # [b, T-1]
-        for j, total in zip(idx, nll.double().sum(dim=1).tolist()):
-            nll_sum[j] = total
+        for row, j in enumerate(idx):
+            nll_sum[j] = float(nll[row, skips[j]:].double().sum())
 
-    counts = [len(ids) - 1 for ids in encoded]
+    counts = [len(ids) - 1 - skip for ids, skip in zip(encoded, skips)]
     mean_nll = sum(nll_sum) / sum(counts)
     per_sample = [s / k for s, k in zip(nll_sum, counts)]
     return GenPPL(
