@@ -256,6 +256,26 @@ def test_cli_guidance_on_an_fmlm(flm_run, tmp_path, capsys):
     code, _, err = _sample(capsys, *base, "--guidance", 4, "--weak", flm_run)
     assert code != 0 and "same kind" in err
 
+
+def test_cli_guidance_on_mdlm_and_ar(flm_run, capsys):
+    from flowlm.cli.main import main
+
+    root = flm_run.parent
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWLM_CACHE", str(root / "cache"))
+        for kind in ("mdlm", "ar"):
+            assert main(["train", *FAST, "--set", "dropout=0.2", "--data", str(root / "sonnet.txt"), "--out-dir",
+                         str(root / kind), "--steps", "2", "--model", kind]) == 0
+    capsys.readouterr()
+    code, _, err = _sample(capsys, "--checkpoint", root / "mdlm", "--steps", 4, "--n", 2, "--guidance", 3)
+    assert code == 0, err
+    code, _, err = _sample(capsys, "--checkpoint", root / "mdlm", "--steps", 4, "--n", 2, "--guidance", 3,
+                           "--guidance-form", "probs")
+    assert code != 0 and "logit form only" in err
+    code, _, err = _sample(capsys, "--checkpoint", root / "ar", "--n", 2, "--guidance", 3)
+    assert code != 0 and "--temperature" in err
+
+
 # ----------------------------------------------------------------------------- the authors' γ-sampler
 def _exact_two_time(interpolant):
     law = FactorizedCategorical(torch.tensor([[0.7, 0.2, 0.1]], dtype=F64), interpolant)

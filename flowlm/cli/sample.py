@@ -68,20 +68,22 @@ def _add_guidance_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weak", default="dropout", metavar="dropout|online|CKPT",
                    help="the weak model: the same network with dropout on, the run's online (non-EMA) weights, "
                         "or another checkpoint of the same kind (default: dropout)")
-    g.add_argument("--guidance-form", choices=("probs", "logits"), default="probs",
-                   help="extrapolate probabilities (the paper's; may leave the simplex) or logits (default: probs)")
+    g.add_argument("--guidance-form", choices=("probs", "logits"), default=None,
+                   help="extrapolate probabilities (the paper's; may leave the simplex) or logits (default: probs for "
+                        "FLM / FMLM; an MDLM is guided in logit form only)")
 
 
 def _generate(args: argparse.Namespace, model, tok, ckpt, n: int, steps: int | None, length: int, gamma: float,
               prompt=None, **extra):
-    """``generate``, or its autoguided version when ``--guidance`` is given (FLM and FMLM only);
+    """``generate``, or its autoguided version when ``--guidance`` is given (FLM, FMLM, MDLM);
     ``prompt``: a :class:`flowlm.Prompt` held clean."""
     from flowlm.pipeline import RunError, generate
 
     if args.guidance is None:
         return generate(model, tok, n, steps, args.seed, length=length, gamma=gamma, prompt=prompt, **extra)
-    if model.kind not in ("flm", "fmlm"):
-        raise RunError(f"--guidance applies to FLM and FMLM models; this is an {model.kind.upper()}")
+    if model.kind not in ("flm", "fmlm", "mdlm"):
+        raise RunError(f"--guidance applies to FLM, FMLM and MDLM models; an {model.kind.upper()} trades diversity "
+                       "by --temperature")
     from flowlm._io import resolve_device
     from flowlm.guidance import check_guidance_weight, generate_guided, load_weak_model
 
