@@ -113,7 +113,7 @@ def gen_ppl(
     skip_empty: bool = False,
     prefixes: Sequence[str] | None = None,
 ) -> GenPPL:
-    """Generative perplexity of ``texts`` under ``evaluator`` (see the module docstring for the formula).
+    r"""Generative perplexity of ``texts`` under ``evaluator`` (see the module docstring for the formula).
 
     ``prefixes`` (one string per text): the Gen PPL of continuations given their prompts. Text ``i`` is
     scored as ``prefixes[i] + texts[i]`` and only the evaluator tokens after the first ``n_i`` count,
