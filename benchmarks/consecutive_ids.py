@@ -90,7 +90,7 @@ def head_cosines(model, tok, counts, seed: int) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     import torch
 
-    from flowlm._io import atomic_write_json, atomic_write_text
+    from flowlm._io import write_result_files
     from flowlm.pipeline import _data_for, load_model
 
     args = parse_args(argv)
@@ -136,10 +136,7 @@ def main(argv: list[str]) -> int:
         rnd = f"{r['head_random_used']:.2f}" if "head_random_used" in r else "–"
         az = f"{r['head_lower_adjacent']:.2f} / {r['head_lower_nonadjacent']:.2f}" if "head_lower_adjacent" in r else "–"
         lines.append(f"| {r['label']} | {ratio} | {r['byte_share'] * 100:.0f}% | {head} | {rnd} | {az} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out.with_suffix(".json"), {"args": vars(args), "rows": rows}, indent=2)
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_result_files(args.out, {"args": vars(args), "rows": rows}, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

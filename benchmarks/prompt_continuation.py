@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     import torch
 
     from flowlm import Prompt
-    from flowlm._io import atomic_write_json, atomic_write_text
+    from flowlm._io import write_result_files
     from flowlm.evaluation import DEFAULT_EVALUATOR, gen_ppl, load_evaluator, unigram_entropy
     from flowlm.pipeline import load_model
 
@@ -111,10 +111,7 @@ def main(argv: list[str]) -> int:
     for r in rows:
         lines.append(f"| {r['training']} | {r['model']} | {r['steps'] or '–'} | {r['nfe'] or '–'} | {r['gen_ppl']:.1f} | "
                      f"{r['entropy']:.2f} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out.with_suffix(".json"), {"args": vars(args), "rows": rows}, indent=2)
-    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    write_result_files(args.out, {"args": vars(args), "rows": rows}, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "atomic_write_json",
+    "write_result_files",
     "atomic_write_bytes",
     "atomic_directory",
     "cache_root",
@@ -94,6 +95,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+def write_result_files(stem: str | os.PathLike, record: Any, markdown: str) -> tuple[Path, Path]:
+    """A benchmark's results: ``stem.json`` (``record``) and ``stem.md`` (``markdown``), both atomic,
+    the folder created. Returns the two paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return (atomic_write_json(stem.with_suffix(".json"), record, indent=2),
+            atomic_write_text(stem.with_suffix(".md"), markdown.rstrip("\n") + "\n"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, **dumps_kwargs: Any) -> Path:
