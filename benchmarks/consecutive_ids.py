@@ -68,8 +68,9 @@ def head_cosines(model, tok, counts, seed: int) -> dict[str, float]:
     if head is None:
         return {}
     W = torch.nn.functional.normalize(head.weight.detach().float()[: counts.numel()], dim=-1)  # [V, d]
-    used = counts[:256] > 0
-    v = torch.arange(255)
+    nb = min(256, counts.numel())  # the single-byte ids of a byte-level BPE (every id of a small vocabulary)
+    used = counts[:nb] > 0
+    v = torch.arange(nb - 1)
     both_used = used[:-1] & used[1:]
     both_unused = ~used[:-1] & ~used[1:]
     cos = (W[v] * W[v + 1]).sum(-1)
@@ -77,7 +78,7 @@ def head_cosines(model, tok, counts, seed: int) -> dict[str, float]:
     perm = ids[torch.randperm(ids.numel(), generator=torch.Generator().manual_seed(seed))]
     rnd = (W[ids] * W[perm]).sum(-1)
     # used lowercase letters: adjacent ids (a,b), (b,c), ... vs every non-adjacent pair of used lowercase letters
-    lower = [i for i in range(256) if used[i] and _char_class(tok.decode([i])) == "lower"]
+    lower = [i for i in range(nb) if used[i] and _char_class(tok.decode([i])) == "lower"]
     adj = [(a, b) for a, b in zip(lower, lower[1:]) if b == a + 1]
     far = [(a, b) for i, a in enumerate(lower) for b in lower[i + 1:] if b > a + 1]
     pair_cos = lambda pairs: float(sum(float(W[a] @ W[b]) for a, b in pairs) / len(pairs)) if pairs else float("nan")
