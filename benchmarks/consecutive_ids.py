@@ -31,6 +31,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=64, help="FLM / MDLM steps (FMLM: 1; AR: one per token)")
     p.add_argument("--n", type=int, default=128, help="samples per checkpoint (default: 128)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, help="the corpus the runs were trained on (default: the embedded Shakespeare)")
     p.add_argument("--out", default=str(RESULTS / "consecutive_ids"), help="output stem (.json and .md)")
     return p.parse_args(argv)
 
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
             label, path = Path(spec).name, spec
         model, tok, cfg = load_model(path)
         if counts is None:
-            _, splits, _ = _data_for(cfg, None, tok, 512)
+            _, splits, _ = _data_for(cfg, args.data, tok, 512)
             train = torch.cat(list(splits.train.iter_blocks(512)))
             val = torch.cat(list((splits.val or splits.train).iter_blocks(512)))
             counts = torch.bincount(train.flatten(), minlength=model.vocab_size)
