@@ -218,7 +218,7 @@ def test_cli_interrupted_by_sigint_resumes_to_identical_shards(tmp_path):
     import time
 
     src = tmp_path / "c.txt"
-    _write_corpus(src, 3_000_000, seed=5)
+    _write_corpus(src, 6_000_000, seed=5)  # ~8 s of work: room to interrupt even on a loaded machine
     args = ["data", "prepare", "--data", str(src), "--tokenizer", "gpt2", "--shard-tokens", "100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     part = tmp_path / "part"
@@ -233,7 +233,7 @@ def test_cli_interrupted_by_sigint_resumes_to_identical_shards(tmp_path):
     assert not (part / "index.json").exists()
     done = json.loads((part / ".prepare.json").read_text())["done"]  # shards recorded before the interrupt
     kept = {rec["file"]: (part / rec["file"]).stat().st_mtime_ns for rec in done.values()}
-    assert len(kept) >= 1 and len(kept) < 20
+    assert len(kept) >= 1 and len(kept) < 40
     from flowlm.cli.main import main
 
     assert main([*args, "--out", str(part), "--workers", "2", "--no-progress"]) == 0
