@@ -233,11 +233,12 @@ def test_cli_interrupted_by_sigint_resumes_to_identical_shards(tmp_path):
     assert not (part / "index.json").exists()
     done = json.loads((part / ".prepare.json").read_text())["done"]  # shards recorded before the interrupt
     kept = {rec["file"]: (part / rec["file"]).stat().st_mtime_ns for rec in done.values()}
-    assert len(kept) >= 1 and len(kept) < 40
+    assert len(kept) >= 1
     from flowlm.cli.main import main
 
     assert main([*args, "--out", str(part), "--workers", "2", "--no-progress"]) == 0
     assert {n: (part / n).stat().st_mtime_ns for n in kept} == kept and not list(part.glob(".*.tmp"))
+    assert len(kept) < len(list(part.glob("shard-*.bin")))  # it was interrupted before the end
     assert main([*args, "--out", str(tmp_path / "ref"), "--workers", "1", "--no-progress"]) == 0
     assert _files(part) == _files(tmp_path / "ref")
     assert json.loads((part / "index.json").read_text()) == json.loads((tmp_path / "ref" / "index.json").read_text())
